@@ -1,0 +1,1 @@
+//! Benchmarks for tickfeed (see BENCHMARKS.md).

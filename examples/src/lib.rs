@@ -1,0 +1,1 @@
+//! Runnable tickfeed clients; see each file under examples/.

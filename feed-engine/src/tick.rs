@@ -1,0 +1,201 @@
+//! A tick as it enters the engine ([`Quote`], from a source) and as it leaves it ([`Tick`],
+//! stamped with `seq`, `ts` and a publish position, and encoded to its JSON bytes once).
+//! History, snapshots and every transport share those bytes and only add framing.
+
+use std::{io::Write as _, sync::Arc};
+
+use crate::Error;
+
+/// One price update as a source hands it to the engine. Sources never carry a `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Quote<'a> {
+    /// A symbol valid under [`crate::symbol::is_valid_symbol`].
+    pub symbol: &'a str,
+    /// Last price.
+    pub price: f64,
+    /// Traded size, when the source has it.
+    pub size: Option<f64>,
+    /// Best bid.
+    pub bid: Option<f64>,
+    /// Best ask.
+    pub ask: Option<f64>,
+    /// Size at the best bid.
+    pub bid_size: Option<f64>,
+    /// Size at the best ask.
+    pub ask_size: Option<f64>,
+    /// The source's own timestamp in microseconds since the Unix epoch (published as `src_ts`).
+    pub src_ts_us: Option<i64>,
+}
+
+impl Quote<'_> {
+    /// Checks that every number can be written as JSON.
+    ///
+    /// # Errors
+    /// [`Error::NotFinite`] naming the first NaN or infinite field.
+    pub fn check_finite(&self) -> Result<(), Error> {
+        if !self.price.is_finite() {
+            return Err(Error::NotFinite("price"));
+        }
+        for (name, value) in self.optional_fields() {
+            if value.is_some_and(|v| !v.is_finite()) {
+                return Err(Error::NotFinite(name));
+            }
+        }
+        Ok(())
+    }
+
+    fn optional_fields(&self) -> [(&'static str, Option<f64>); 5] {
+        [
+            ("size", self.size),
+            ("bid", self.bid),
+            ("ask", self.ask),
+            ("bid_size", self.bid_size),
+            ("ask_size", self.ask_size),
+        ]
+    }
+}
+
+/// A published tick: the engine's stamps plus its JSON bytes, shared by every subscriber.
+#[derive(Debug)]
+pub struct Tick {
+    /// Global publish position: +1 per tick across all symbols, the basis of a [`crate::Cursor`].
+    pub position: u64,
+    /// Position of the previous tick of the same symbol (0 for its first). When this tick is
+    /// the oldest left in its history ring, this is the newest position that ring evicted.
+    pub prev_position: u64,
+    /// Per-symbol sequence number: 1, 2, 3, …
+    pub seq: u64,
+    /// Dense id of the symbol inside this engine, for per-subscriber lookup tables.
+    pub symbol_id: u32,
+    /// The symbol's name.
+    pub symbol: Arc<str>,
+    /// When the tick entered the engine, microseconds since the Unix epoch.
+    pub ts_us: i64,
+    json: Box<[u8]>,
+}
+
+impl Tick {
+    /// Stamps and encodes a quote. Called once per tick by the engine.
+    pub(crate) fn encode(
+        quote: &Quote<'_>,
+        symbol: Arc<str>,
+        symbol_id: u32,
+        seq: u64,
+        position: u64,
+        prev_position: u64,
+        ts_us: i64,
+    ) -> Self {
+        let mut json = Vec::with_capacity(160);
+        write_json(&mut json, quote, &symbol, seq, ts_us);
+        Self { position, prev_position, seq, symbol_id, symbol, ts_us, json: json.into() }
+    }
+
+    /// The tick's JSON object exactly as sent for a live tick.
+    pub fn json(&self) -> &[u8] {
+        &self.json
+    }
+
+    /// Appends the tick's JSON to `out`, adding `"snapshot":true` and/or `"conflated":true`.
+    /// Without flags this is a plain copy of [`Tick::json`].
+    pub fn write_json_with_flags(&self, out: &mut Vec<u8>, snapshot: bool, conflated: bool) {
+        if !snapshot && !conflated {
+            out.extend_from_slice(&self.json);
+            return;
+        }
+        // The encoder always ends the object with `}`; reopen it to append the flags.
+        out.extend_from_slice(&self.json[..self.json.len() - 1]);
+        if snapshot {
+            out.extend_from_slice(b",\"snapshot\":true");
+        }
+        if conflated {
+            out.extend_from_slice(b",\"conflated\":true");
+        }
+        out.push(b'}');
+    }
+
+    /// Length in bytes of the JSON [`Tick::write_json_with_flags`] would write.
+    pub fn json_len_with_flags(&self, snapshot: bool, conflated: bool) -> usize {
+        self.json.len() + if snapshot { 16 } else { 0 } + if conflated { 17 } else { 0 }
+    }
+}
+
+/// Writes a number in shortest round-trip form (Rust's `Display` for `f64` is exactly that
+/// and never uses exponents, so the output is always a valid JSON number).
+fn write_number(out: &mut Vec<u8>, value: f64) {
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{value}");
+}
+
+fn write_json(out: &mut Vec<u8>, quote: &Quote<'_>, symbol: &str, seq: u64, ts_us: i64) {
+    // Symbols are restricted to characters that need no JSON escaping (see `symbol`).
+    out.extend_from_slice(b"{\"type\":\"tick\",\"symbol\":\"");
+    out.extend_from_slice(symbol.as_bytes());
+    let _ = write!(out, "\",\"seq\":{seq},\"ts\":{ts_us}");
+    if let Some(src_ts) = quote.src_ts_us {
+        let _ = write!(out, ",\"src_ts\":{src_ts}");
+    }
+    out.extend_from_slice(b",\"price\":");
+    write_number(out, quote.price);
+    for (name, value) in quote.optional_fields() {
+        if let Some(value) = value {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+            write_number(out, value);
+        }
+    }
+    out.push(b'}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Tick {
+        let quote = Quote {
+            symbol: "NASDAQ:AAPL",
+            price: 189.12,
+            size: Some(100.0),
+            bid: Some(189.11),
+            ask: Some(189.13),
+            ..Quote::default()
+        };
+        Tick::encode(&quote, "NASDAQ:AAPL".into(), 0, 1042, 7, 3, 1_764_063_000_123_456)
+    }
+
+    #[test]
+    fn encodes_the_contract_example_byte_for_byte() {
+        assert_eq!(
+            std::str::from_utf8(sample().json()).expect("utf8"),
+            r#"{"type":"tick","symbol":"NASDAQ:AAPL","seq":1042,"ts":1764063000123456,"price":189.12,"size":100,"bid":189.11,"ask":189.13}"#
+        );
+    }
+
+    #[test]
+    fn flags_are_appended_inside_the_object() {
+        let tick = sample();
+        let mut out = Vec::new();
+        tick.write_json_with_flags(&mut out, true, true);
+        assert_eq!(out.len(), tick.json_len_with_flags(true, true));
+        let value: serde_json::Value = serde_json::from_slice(&out).expect("valid json");
+        assert_eq!(value["snapshot"], true);
+        assert_eq!(value["conflated"], true);
+        assert_eq!(value["seq"], 1042);
+    }
+
+    #[test]
+    fn extreme_numbers_stay_valid_json() {
+        let quote = Quote { symbol: "X", price: 1e-12, size: Some(1e21), src_ts_us: Some(-5), ..Quote::default() };
+        let tick = Tick::encode(&quote, "X".into(), 0, 1, 1, 0, 0);
+        let value: serde_json::Value = serde_json::from_slice(tick.json()).expect("valid json");
+        assert_eq!(value["price"].as_f64(), Some(1e-12));
+        assert_eq!(value["size"].as_f64(), Some(1e21));
+        assert_eq!(value["src_ts"], -5);
+    }
+
+    #[test]
+    fn non_finite_numbers_are_refused() {
+        let quote = Quote { symbol: "X", price: 1.0, ask: Some(f64::NAN), ..Quote::default() };
+        assert_eq!(quote.check_finite(), Err(Error::NotFinite("ask")));
+    }
+}
