@@ -1,0 +1,431 @@
+//! The fan-out load tool: opens many WebSocket or SSE connections to a feed, each
+//! subscribing to some symbols, and reports delivered msgs/s, end-to-end latency
+//! percentiles, seq gaps and connect times as a table and one JSON line.
+//!
+//! ```sh
+//! cargo run --release -p tickfeed -- --sim-rate 2000 &        # the server under test
+//! cargo run --release -p benches --bin fanout -- --preset dashboard --server-pid $!
+//! ```
+
+use std::{
+    cell::RefCell,
+    collections::HashMap,
+    net::{Ipv4Addr, SocketAddr},
+    rc::Rc,
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use benches::fanout::{
+    procstat,
+    report::{Report, Stats},
+    scan::tick_fields,
+    sse::{self, Dechunker},
+    ws::{self, opcode},
+};
+use clap::{Parser, ValueEnum};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpSocket, TcpStream},
+};
+
+/// Fan-out load tool for tickfeed (and any feed speaking its protocol).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// WebSocket URL (`ws://HOST:PORT/ws`) or SSE URL (`http://HOST:PORT/sse`).
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    url: String,
+    /// A scenario of the benchmark suite; explicit flags override its settings.
+    #[arg(long, value_enum)]
+    preset: Option<Preset>,
+    /// Connections to open.
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Symbols per connection (0: all of them, as one `*` subscription).
+    #[arg(long)]
+    symbols_per_connection: Option<usize>,
+    /// Symbols to use instead of the server's `/symbols` (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    symbols: Vec<String>,
+    /// Seconds measured, after the ramp and the warm-up.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds between the last connection and the start of measurement.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Connections opened per second while ramping up.
+    #[arg(long, default_value_t = 2_000.0)]
+    ramp: f64,
+    /// Client threads (default: one per CPU).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// PID of the server, to report its CPU and RSS from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+/// The benchmark scenarios (see BENCHMARKS.md for the server side of each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Preset {
+    /// 100 connections × 10 symbols (server: 100 symbols, 200 ticks/s).
+    Quiet,
+    /// 1,000 connections × 10 symbols (server: 100 symbols, 2,000 ticks/s).
+    Dashboard,
+    /// 5,000 connections on one symbol (server: 100 ticks/s of that symbol).
+    Storm,
+    /// 20 connections × all symbols (server: 100 symbols, rate stepped up).
+    Firehose,
+    /// 10,000 connections × 1 symbol, no traffic: server memory per connection.
+    Idle,
+    /// 200 SSE streams × all symbols (server: 5,000 ticks/s).
+    Sse,
+}
+
+impl Preset {
+    /// (connections, symbols per connection, SSE?)
+    fn shape(self) -> (usize, usize, bool) {
+        match self {
+            Self::Quiet => (100, 10, false),
+            Self::Dashboard => (1_000, 10, false),
+            Self::Storm => (5_000, 1, false),
+            Self::Firehose => (20, 0, false),
+            Self::Idle => (10_000, 1, false),
+            Self::Sse => (200, 0, true),
+        }
+    }
+}
+
+/// Everything a connection needs to know, shared by all threads.
+struct Plan {
+    addr: SocketAddr,
+    path: String,
+    sse: bool,
+    /// Query string per connection.
+    queries: Vec<String>,
+    ramp_start: Instant,
+    ramp: f64,
+    window: (Instant, Instant),
+    end: Instant,
+    open: AtomicI64,
+}
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+fn split_url(url: &str) -> Result<(SocketAddr, String, bool), String> {
+    let (scheme, rest) = url.split_once("://").ok_or("URL needs a scheme")?;
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let addr = host.parse().map_err(|_| format!("{host:?} is not IP:PORT (load tests target 127.0.0.1)"))?;
+    let sse = matches!(scheme, "http") || path.starts_with("/sse");
+    Ok((addr, path, sse))
+}
+
+async fn fetch_symbols(addr: SocketAddr) -> Result<Vec<String>, String> {
+    let mut stream = TcpStream::connect(addr).await.map_err(|e| format!("cannot reach {addr}: {e}"))?;
+    let request = format!("GET /symbols HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.map_err(|e| e.to_string())?;
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("bad /symbols response")? + 4;
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let body = if head.contains("transfer-encoding: chunked") {
+        let mut out = Vec::new();
+        Dechunker::default().feed(&raw[end..], &mut out);
+        out
+    } else {
+        raw[end..].to_vec()
+    };
+    serde_json::from_slice(&body).map_err(|e| format!("/symbols is not a JSON array of names: {e}"))
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(err) = run(args) {
+        eprintln!("fanout: {err}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let fd_limit = procstat::raise_fd_limit();
+    let (addr, path, url_is_sse) = split_url(&args.url)?;
+    let (preset_conns, preset_k, preset_sse) = args.preset.map_or((100, 10, url_is_sse), Preset::shape);
+    let connections = args.connections.unwrap_or(preset_conns);
+    let k = args.symbols_per_connection.unwrap_or(preset_k);
+    let sse = url_is_sse || preset_sse;
+    let path = if sse && !path.starts_with("/sse") { "/sse".to_owned() } else { path };
+    if connections as u64 + 64 > fd_limit {
+        return Err(format!("{connections} connections need more file descriptors than the limit {fd_limit}"));
+    }
+    let setup = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let symbols = if args.symbols.is_empty() { setup.block_on(fetch_symbols(addr))? } else { args.symbols.clone() };
+    if symbols.is_empty() && k != 0 {
+        return Err("the server has no symbols yet".into());
+    }
+    let queries: Vec<String> = (0..connections)
+        .map(|i| {
+            if k == 0 {
+                "symbols=*".to_owned()
+            } else {
+                let chosen: Vec<&str> = (0..k.min(symbols.len())).map(|j| symbols[(i * k + j) % symbols.len()].as_str()).collect();
+                format!("symbols={}", chosen.join(","))
+            }
+        })
+        .collect();
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)).max(1);
+    let ramp_s = connections as f64 / args.ramp.max(1.0);
+    let ramp_start = Instant::now();
+    let window_start = ramp_start + Duration::from_secs_f64(ramp_s + args.warmup);
+    let window_end = window_start + Duration::from_secs_f64(args.duration);
+    let plan = Arc::new(Plan {
+        addr,
+        path,
+        sse,
+        queries,
+        ramp_start,
+        ramp: args.ramp.max(1.0),
+        window: (window_start, window_end),
+        end: window_end + Duration::from_millis(300),
+        open: AtomicI64::new(0),
+    });
+    let rss_before = args.server_pid.and_then(procstat::sample);
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let plan = Arc::clone(&plan);
+            std::thread::spawn(move || client_thread(&plan, t, threads))
+        })
+        .collect();
+
+    std::thread::sleep(window_start.saturating_duration_since(Instant::now()));
+    let (server_start, client_start) = (args.server_pid.and_then(procstat::sample), procstat::sample(std::process::id()));
+    let connected = plan.open.load(Ordering::Relaxed).max(0) as u64;
+    std::thread::sleep(window_end.saturating_duration_since(Instant::now()));
+    let (server_end, client_end) = (args.server_pid.and_then(procstat::sample), procstat::sample(std::process::id()));
+
+    let mut stats = Stats::default();
+    for worker in workers {
+        let thread_stats = worker.join().map_err(|_| "a client thread panicked".to_owned())?;
+        stats.merge(&thread_stats);
+    }
+    stats.connected = connected;
+    let cpu = |a: Option<procstat::Sample>, b: Option<procstat::Sample>| Some((b?.cpu_s - a?.cpu_s) / args.duration * 100.0);
+    let report = Report {
+        scenario: args.preset.map_or("custom", |p| match p {
+            Preset::Quiet => "quiet",
+            Preset::Dashboard => "dashboard",
+            Preset::Storm => "storm",
+            Preset::Firehose => "firehose",
+            Preset::Idle => "idle",
+            Preset::Sse => "sse",
+        }),
+        url: &args.url,
+        connections,
+        duration_s: args.duration,
+        stats: &stats,
+        server_cpu_pct: cpu(server_start, server_end),
+        server_rss_kib: rss_before.zip(server_end).map(|(a, b)| (a.rss_kib, b.rss_kib)),
+        client_cpu_pct: cpu(client_start, client_end).unwrap_or(0.0),
+        client_threads: threads,
+    };
+    println!("{}", report.table());
+    println!("{}", report.json());
+    Ok(())
+}
+
+/// One OS thread with its own single-threaded runtime: its connections share one `Stats`
+/// without locks.
+fn client_thread(plan: &Arc<Plan>, thread: usize, threads: usize) -> Stats {
+    let stats = Rc::new(RefCell::new(Stats::default()));
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(_) => return Stats::default(),
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        for i in (thread..plan.queries.len()).step_by(threads) {
+            let due = plan.ramp_start + Duration::from_secs_f64(i as f64 / plan.ramp);
+            tokio::time::sleep_until(due.into()).await;
+            let (plan, stats) = (Arc::clone(plan), Rc::clone(&stats));
+            tokio::task::spawn_local(async move {
+                let started = Instant::now();
+                match connect(&plan, i).await {
+                    Ok((stream, leftover, chunked)) => {
+                        plan.open.fetch_add(1, Ordering::Relaxed);
+                        let ended_early = read_loop(&plan, stream, leftover, chunked, started, &stats).await;
+                        plan.open.fetch_sub(1, Ordering::Relaxed);
+                        if ended_early {
+                            stats.borrow_mut().dropped += 1;
+                        }
+                    }
+                    Err(err) => {
+                        let mut s = stats.borrow_mut();
+                        if s.connect_errors == 0 {
+                            eprintln!("fanout: connection {i} failed: {err}");
+                        }
+                        s.connect_errors += 1;
+                    }
+                }
+            });
+        }
+        tokio::time::sleep_until(plan.end.into()).await;
+    });
+    drop(local);
+    Rc::try_unwrap(stats).map(RefCell::into_inner).unwrap_or_default()
+}
+
+/// Opens connection `i`: the stream, bytes already read past the response head, and
+/// whether the body is chunked (SSE).
+async fn connect(plan: &Plan, i: usize) -> std::io::Result<(TcpStream, Vec<u8>, bool)> {
+    let socket = TcpSocket::new_v4()?;
+    // Past ~28k connections one source address runs out of ephemeral ports: spread them
+    // over 127.0.0.x (all loopback).
+    if plan.queries.len() > 20_000 && plan.addr.ip().is_loopback() {
+        let ip = Ipv4Addr::new(127, 0, 0, 1 + (i / 20_000) as u8);
+        socket.bind(SocketAddr::from((ip, 0)))?;
+    }
+    let mut stream = socket.connect(plan.addr).await?;
+    stream.set_nodelay(true)?;
+    let path = format!("{}?{}", plan.path, plan.queries[i]);
+    if plan.sse {
+        let (chunked, rest) = sse::open(&mut stream, plan.addr, &path).await?;
+        Ok((stream, rest, chunked))
+    } else {
+        let rest = ws::handshake(&mut stream, plan.addr, &path).await?;
+        Ok((stream, rest, false))
+    }
+}
+
+/// Per-connection view of what it received.
+struct Tracker {
+    last_seq: HashMap<Vec<u8>, u64>,
+    first_message: bool,
+    started: Instant,
+}
+
+impl Tracker {
+    fn on_message(&mut self, json: &[u8], now_us: u64, in_window: bool, stats: &mut Stats) {
+        if self.first_message {
+            self.first_message = false;
+            let _ = stats.connect_us.record(self.started.elapsed().as_micros().max(1) as u64);
+        }
+        let Some(tick) = tick_fields(json) else { return };
+        if tick.snapshot {
+            stats.snapshots += 1;
+            self.last_seq.insert(tick.symbol.to_vec(), tick.seq);
+            return;
+        }
+        let previous = match self.last_seq.get_mut(tick.symbol) {
+            Some(seq) => Some(std::mem::replace(seq, tick.seq)),
+            None => {
+                self.last_seq.insert(tick.symbol.to_vec(), tick.seq);
+                None
+            }
+        };
+        if !in_window {
+            return;
+        }
+        stats.ticks += 1;
+        let _ = stats.latency_us.record(now_us.saturating_sub(tick.ts_us).max(1));
+        if let Some(previous) = previous {
+            if tick.seq > previous + 1 {
+                if tick.conflated {
+                    stats.conflated_skipped += tick.seq - previous - 1;
+                } else {
+                    stats.gaps += tick.seq - previous - 1;
+                }
+            }
+        }
+    }
+}
+
+/// Reads until the run ends; returns true if the server ended the connection first.
+async fn read_loop(
+    plan: &Plan,
+    mut stream: TcpStream,
+    leftover: Vec<u8>,
+    chunked: bool,
+    started: Instant,
+    stats: &RefCell<Stats>,
+) -> bool {
+    let mut tracker = Tracker { last_seq: HashMap::new(), first_message: true, started };
+    let mut raw = vec![0u8; 64 * 1024];
+    let mut pending = Vec::with_capacity(64 * 1024);
+    let mut dechunker = Dechunker::default();
+    let mut feed = |bytes: &[u8], pending: &mut Vec<u8>| {
+        if chunked {
+            dechunker.feed(bytes, pending);
+        } else {
+            pending.extend_from_slice(bytes);
+        }
+    };
+    feed(&leftover, &mut pending);
+    loop {
+        let now = Instant::now();
+        if now >= plan.end {
+            return false;
+        }
+        let now_us = now_us();
+        let in_window = now >= plan.window.0 && now < plan.window.1;
+        let consumed = {
+            let mut stats = stats.borrow_mut();
+            if plan.sse {
+                consume_sse(&pending, &mut tracker, now_us, in_window, &mut stats)
+            } else {
+                match consume_ws(&pending, &mut tracker, now_us, in_window, &mut stats) {
+                    Ok((consumed, pongs)) => {
+                        drop(stats);
+                        for payload in pongs {
+                            if stream.write_all(&ws::client_frame(0xA, &payload)).await.is_err() {
+                                return true;
+                            }
+                        }
+                        consumed
+                    }
+                    Err(()) => return true,
+                }
+            }
+        };
+        pending.drain(..consumed);
+        let read = tokio::time::timeout_at(plan.end.into(), stream.read(&mut raw)).await;
+        match read {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(n)) => feed(&raw[..n], &mut pending),
+        }
+    }
+}
+
+/// Handles complete frames; returns bytes consumed and ping payloads to answer, or
+/// `Err` on a close frame.
+fn consume_ws(buf: &[u8], tracker: &mut Tracker, now_us: u64, in_window: bool, stats: &mut Stats) -> Result<(usize, Vec<Vec<u8>>), ()> {
+    let (mut offset, mut pongs) = (0, Vec::new());
+    while let Some((op, payload, total)) = ws::parse_frame(&buf[offset..]) {
+        let body = &buf[offset..][payload];
+        match op {
+            opcode::TEXT | opcode::CONTINUATION => tracker.on_message(body, now_us, in_window, stats),
+            opcode::PING => pongs.push(body.to_vec()),
+            opcode::CLOSE => return Err(()),
+            _ => {}
+        }
+        offset += total;
+    }
+    Ok((offset, pongs))
+}
+
+/// Handles complete lines of the event stream; returns bytes consumed.
+fn consume_sse(buf: &[u8], tracker: &mut Tracker, now_us: u64, in_window: bool, stats: &mut Stats) -> usize {
+    let mut offset = 0;
+    while let Some(len) = buf[offset..].iter().position(|&b| b == b'\n') {
+        let line = &buf[offset..offset + len];
+        if let Some(data) = line.strip_prefix(b"data: ") {
+            tracker.on_message(data, now_us, in_window, stats);
+        }
+        offset += len + 1;
+    }
+    offset
+}

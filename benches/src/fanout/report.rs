@@ -1,0 +1,182 @@
+//! Counters and histograms one client thread collects, merged into the final report
+//! (a table for people, one JSON line for scripts).
+
+use hdrhistogram::Histogram;
+
+/// What one client thread saw.
+pub struct Stats {
+    /// End-to-end latency of live ticks in the measurement window, µs.
+    pub latency_us: Histogram<u64>,
+    /// Time from connect start to the first server message, µs.
+    pub connect_us: Histogram<u64>,
+    /// Live ticks received in the window.
+    pub ticks: u64,
+    /// Snapshot ticks received (any time).
+    pub snapshots: u64,
+    /// Seq jumps not flagged `conflated` (in the window): lost ticks.
+    pub gaps: u64,
+    /// Ticks skipped behind a `conflated` jump (in the window).
+    pub conflated_skipped: u64,
+    /// Connections that failed to open.
+    pub connect_errors: u64,
+    /// Connections that ended before the run did.
+    pub dropped: u64,
+    /// Connections open when the window started.
+    pub connected: u64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("static bounds are valid"),
+            connect_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("static bounds are valid"),
+            ticks: 0,
+            snapshots: 0,
+            gaps: 0,
+            conflated_skipped: 0,
+            connect_errors: 0,
+            dropped: 0,
+            connected: 0,
+        }
+    }
+}
+
+impl Stats {
+    /// Adds another thread's numbers.
+    pub fn merge(&mut self, other: &Self) {
+        // Both histograms share bounds, so adding cannot fail.
+        let _ = self.latency_us.add(&other.latency_us);
+        let _ = self.connect_us.add(&other.connect_us);
+        self.ticks += other.ticks;
+        self.snapshots += other.snapshots;
+        self.gaps += other.gaps;
+        self.conflated_skipped += other.conflated_skipped;
+        self.connect_errors += other.connect_errors;
+        self.dropped += other.dropped;
+        self.connected += other.connected;
+    }
+}
+
+/// The whole run's result.
+pub struct Report<'a> {
+    /// Name of the preset or "custom".
+    pub scenario: &'a str,
+    /// URL measured.
+    pub url: &'a str,
+    /// Connections asked for.
+    pub connections: usize,
+    /// Measurement window, seconds.
+    pub duration_s: f64,
+    /// Merged stats.
+    pub stats: &'a Stats,
+    /// Server CPU use in the window, percent of one core.
+    pub server_cpu_pct: Option<f64>,
+    /// Server RSS before connecting and at the end of the window, KiB.
+    pub server_rss_kib: Option<(u64, u64)>,
+    /// This tool's CPU use in the window, percent of one core.
+    pub client_cpu_pct: f64,
+    /// Client threads.
+    pub client_threads: usize,
+}
+
+impl Report<'_> {
+    fn rate(&self) -> f64 {
+        self.stats.ticks as f64 / self.duration_s
+    }
+
+    fn rss_per_connection_bytes(&self) -> Option<f64> {
+        let (before, after) = self.server_rss_kib?;
+        let connected = self.stats.connected.max(1) as f64;
+        Some((after as f64 - before as f64) * 1024.0 / connected)
+    }
+
+    /// Was the client, not the server, the limit? (Its threads nearly all busy.)
+    pub fn is_client_bound(&self) -> bool {
+        self.client_cpu_pct > 90.0 * self.client_threads as f64
+    }
+
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let s = self.stats;
+        let h = &s.latency_us;
+        let mut out = format!(
+            "scenario {}  url {}  connections {}/{} (errors {}, dropped {})\n",
+            self.scenario, self.url, s.connected, self.connections, s.connect_errors, s.dropped
+        );
+        out += &format!(
+            "delivered {:.0} msgs/s over {:.1} s ({} live ticks, {} snapshots)\n",
+            self.rate(),
+            self.duration_s,
+            s.ticks,
+            s.snapshots
+        );
+        out += &format!(
+            "latency µs  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}\n",
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.9),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.999),
+            h.max()
+        );
+        out += &format!("seq gaps {}  conflated-skipped {}\n", s.gaps, s.conflated_skipped);
+        out += &format!(
+            "connect ms  p50 {:.2}  p99 {:.2}  max {:.2}\n",
+            s.connect_us.value_at_quantile(0.5) as f64 / 1000.0,
+            s.connect_us.value_at_quantile(0.99) as f64 / 1000.0,
+            s.connect_us.max() as f64 / 1000.0
+        );
+        if let Some(cpu) = self.server_cpu_pct {
+            out += &format!("server cpu {cpu:.1}% of one core\n");
+        }
+        if let (Some((before, after)), Some(per)) = (self.server_rss_kib, self.rss_per_connection_bytes()) {
+            out += &format!("server rss {before} KiB -> {after} KiB ({per:.0} bytes per connection)\n");
+        }
+        out += &format!("client cpu {:.1}% over {} threads", self.client_cpu_pct, self.client_threads);
+        if self.is_client_bound() {
+            out += "  (CLIENT-BOUND: the load tool, not the server, was the limit)";
+        }
+        out
+    }
+
+    /// One JSON object on one line.
+    pub fn json(&self) -> String {
+        let s = self.stats;
+        let h = &s.latency_us;
+        let opt = |v: Option<f64>| v.map_or("null".to_owned(), |v| format!("{v:.1}"));
+        format!(
+            concat!(
+                "{{\"scenario\":\"{}\",\"url\":\"{}\",\"connections\":{},\"connected\":{},\"connect_errors\":{},",
+                "\"dropped\":{},\"duration_s\":{:.1},\"ticks\":{},\"msgs_per_s\":{:.0},\"snapshots\":{},",
+                "\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"gaps\":{},",
+                "\"conflated_skipped\":{},\"connect_p50_us\":{},\"connect_p99_us\":{},\"server_cpu_pct\":{},",
+                "\"server_rss_before_kib\":{},\"server_rss_after_kib\":{},\"rss_per_connection_bytes\":{},",
+                "\"client_cpu_pct\":{:.1},\"client_bound\":{}}}"
+            ),
+            self.scenario,
+            self.url,
+            self.connections,
+            s.connected,
+            s.connect_errors,
+            s.dropped,
+            self.duration_s,
+            s.ticks,
+            self.rate(),
+            s.snapshots,
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.9),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.999),
+            h.max(),
+            s.gaps,
+            s.conflated_skipped,
+            s.connect_us.value_at_quantile(0.5),
+            s.connect_us.value_at_quantile(0.99),
+            opt(self.server_cpu_pct),
+            self.server_rss_kib.map_or("null".to_owned(), |r| r.0.to_string()),
+            self.server_rss_kib.map_or("null".to_owned(), |r| r.1.to_string()),
+            opt(self.rss_per_connection_bytes()),
+            self.client_cpu_pct,
+            self.is_client_bound()
+        )
+    }
+}
