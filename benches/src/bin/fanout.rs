@@ -66,6 +66,19 @@ struct Args {
     /// PID of the server, to report its CPU and RSS from /proc.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Message framing inside WebSocket: tickfeed's JSON, or Socket.IO 4 (`42["tick",{…}]`,
+    /// URL path `/socket.io/`), for comparing with a Socket.IO server.
+    #[arg(long, value_enum, default_value_t = Protocol::Tickfeed)]
+    protocol: Protocol,
+}
+
+/// What is inside the WebSocket frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Protocol {
+    /// One tick JSON object per text frame.
+    Tickfeed,
+    /// Engine.IO 4 / Socket.IO 4 packets.
+    Socketio,
 }
 
 /// The benchmark scenarios (see BENCHMARKS.md for the server side of each).
@@ -104,6 +117,7 @@ struct Plan {
     addr: SocketAddr,
     path: String,
     sse: bool,
+    socketio: bool,
     /// Query string per connection.
     queries: Vec<String>,
     ramp_start: Instant,
@@ -169,12 +183,14 @@ fn run(args: Args) -> Result<(), String> {
     }
     let queries: Vec<String> = (0..connections)
         .map(|i| {
-            if k == 0 {
+            let prefix = if args.protocol == Protocol::Socketio { "EIO=4&transport=websocket&" } else { "" };
+            let query = if k == 0 {
                 "symbols=*".to_owned()
             } else {
                 let chosen: Vec<&str> = (0..k.min(symbols.len())).map(|j| symbols[(i * k + j) % symbols.len()].as_str()).collect();
                 format!("symbols={}", chosen.join(","))
-            }
+            };
+            format!("{prefix}{query}")
         })
         .collect();
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)).max(1);
@@ -186,6 +202,7 @@ fn run(args: Args) -> Result<(), String> {
         addr,
         path,
         sse,
+        socketio: args.protocol == Protocol::Socketio,
         queries,
         ramp_start,
         ramp: args.ramp.max(1.0),
@@ -376,11 +393,11 @@ async fn read_loop(
             if plan.sse {
                 consume_sse(&pending, &mut tracker, now_us, in_window, &mut stats)
             } else {
-                match consume_ws(&pending, &mut tracker, now_us, in_window, &mut stats) {
-                    Ok((consumed, pongs)) => {
+                match consume_ws(&pending, plan.socketio, &mut tracker, now_us, in_window, &mut stats) {
+                    Ok((consumed, replies)) => {
                         drop(stats);
-                        for payload in pongs {
-                            if stream.write_all(&ws::client_frame(0xA, &payload)).await.is_err() {
+                        for (op, payload) in replies {
+                            if stream.write_all(&ws::client_frame(op, &payload)).await.is_err() {
                                 return true;
                             }
                         }
@@ -400,21 +417,37 @@ async fn read_loop(
     }
 }
 
-/// Handles complete frames; returns bytes consumed and ping payloads to answer, or
+/// Frames the client must send back: (opcode, payload).
+type Replies = Vec<(u8, Vec<u8>)>;
+
+/// Handles complete frames; returns bytes consumed and the frames to answer with, or
 /// `Err` on a close frame.
-fn consume_ws(buf: &[u8], tracker: &mut Tracker, now_us: u64, in_window: bool, stats: &mut Stats) -> Result<(usize, Vec<Vec<u8>>), ()> {
-    let (mut offset, mut pongs) = (0, Vec::new());
+fn consume_ws(buf: &[u8], socketio: bool, tracker: &mut Tracker, now_us: u64, in_window: bool, stats: &mut Stats) -> Result<(usize, Replies), ()> {
+    let (mut offset, mut replies) = (0, Vec::new());
     while let Some((op, payload, total)) = ws::parse_frame(&buf[offset..]) {
         let body = &buf[offset..][payload];
         match op {
+            opcode::TEXT | opcode::CONTINUATION if socketio => {
+                // Engine.IO: `0{…}` open → join the default namespace; `2` ping → `3` pong;
+                // `42["tick",{…}]` an event carrying one tick.
+                match body.first() {
+                    Some(b'0') => replies.push((opcode::TEXT, b"40".to_vec())),
+                    Some(b'2') if body.len() == 1 => replies.push((opcode::TEXT, b"3".to_vec())),
+                    _ => {
+                        if let Some(tick) = body.strip_prefix(b"42[\"tick\",").and_then(|t| t.strip_suffix(b"]")) {
+                            tracker.on_message(tick, now_us, in_window, stats);
+                        }
+                    }
+                }
+            }
             opcode::TEXT | opcode::CONTINUATION => tracker.on_message(body, now_us, in_window, stats),
-            opcode::PING => pongs.push(body.to_vec()),
+            opcode::PING => replies.push((0xA, body.to_vec())),
             opcode::CLOSE => return Err(()),
             _ => {}
         }
         offset += total;
     }
-    Ok((offset, pongs))
+    Ok((offset, replies))
 }
 
 /// Handles complete lines of the event stream; returns bytes consumed.

@@ -1,0 +1,62 @@
+// The peers' market simulator: the same shape of ticks as tickfeed's (per-symbol seq from 1,
+// `ts` in microseconds at publish, price/size/bid/ask), at a total rate held by catching up
+// on elapsed time, so every server in a comparison publishes the same load.
+'use strict';
+
+function mulberry32(seed) {
+  return function () {
+    seed |= 0; seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function nowUs() {
+  return Math.round((performance.timeOrigin + performance.now()) * 1000);
+}
+
+function makeSim({ symbols = 100, rate = 1000, seed = 42 } = {}) {
+  const random = mulberry32(seed);
+  const names = [];
+  for (let i = 0; i < symbols; i++) names.push(`SIM:S${String(i + 1).padStart(4, '0')}`);
+  const price = names.map(() => 10 + random() * 490);
+  const seq = names.map(() => 0);
+  const normal = () => Math.sqrt(-2 * Math.log(random() || 1e-12)) * Math.cos(2 * Math.PI * random());
+
+  function tick(i) {
+    price[i] *= Math.exp(0.0005 * normal());
+    const p = Math.round(price[i] * 100) / 100;
+    seq[i] += 1;
+    const size = 1 + Math.floor(random() * 500);
+    return `{"type":"tick","symbol":"${names[i]}","seq":${seq[i]},"ts":${nowUs()},"price":${p},"size":${size},"bid":${Math.round((p - 0.01) * 100) / 100},"ask":${Math.round((p + 0.01) * 100) / 100}}`;
+  }
+
+  function start(onTick) {
+    if (rate <= 0) return;
+    const started = performance.now();
+    let published = 0;
+    setInterval(() => {
+      const due = Math.floor(((performance.now() - started) / 1000) * rate);
+      // Never burst more than 100 ms worth after a stall.
+      if (due - published > rate / 10) published = due - Math.ceil(rate / 10);
+      for (; published < due; published++) {
+        const i = Math.floor(random() * names.length);
+        onTick(names[i], tick(i));
+      }
+    }, 1);
+  }
+
+  return { names, sorted: names.slice().sort(), start };
+}
+
+function argsFromEnv() {
+  return {
+    port: Number(process.env.PORT || 9001),
+    symbols: Number(process.env.SIM_SYMBOLS || 100),
+    rate: Number(process.env.SIM_RATE || 1000),
+    seed: Number(process.env.SIM_SEED || 42),
+  };
+}
+
+module.exports = { makeSim, argsFromEnv };
