@@ -13,10 +13,14 @@
 //!   replaces it without either waiting for the other and without use-after-free.
 //! - Readers never block the writer: a reader that is too slow simply finds its stamp
 //!   overwritten ([`Read::Overwritten`]) and decides what to do (conflate or disconnect).
+//! - Slots are allocated in chunks of [`CHUNK`] the first time the writer reaches them, so a
+//!   history ring of a quiet symbol costs a few hundred bytes, not its full depth. Only the
+//!   writer initialises a chunk (`OnceLock`); readers only look, and a chunk below `next` is
+//!   always initialised.
 
 use std::sync::{
     atomic::{AtomicU64, Ordering},
-    Arc,
+    Arc, OnceLock,
 };
 
 use arc_swap::ArcSwapOption;
@@ -32,11 +36,14 @@ pub enum Read<T> {
     Overwritten,
 }
 
+/// Slots allocated at once when the writer first reaches them.
+pub const CHUNK: usize = 64;
+
 /// See the module docs.
 pub struct Ring<T> {
     /// Reads an entry's stamp (position for the broadcast ring, `seq` for history rings).
     stamp_of: fn(&T) -> u64,
-    slots: Box<[ArcSwapOption<T>]>,
+    chunks: Box<[OnceLock<Box<[ArcSwapOption<T>]>>]>,
     mask: u64,
     /// One past the newest stamp written (stamps start at 1, so 1 means empty).
     next: AtomicU64,
@@ -46,8 +53,19 @@ impl<T> Ring<T> {
     /// A ring holding at least `capacity` entries (rounded up to a power of two, at least 2).
     pub fn new(capacity: usize, stamp_of: fn(&T) -> u64) -> Self {
         let capacity = capacity.max(2).next_power_of_two();
-        let slots = (0..capacity).map(|_| ArcSwapOption::empty()).collect();
-        Self { stamp_of, slots, mask: capacity as u64 - 1, next: AtomicU64::new(1) }
+        let chunks = (0..capacity.div_ceil(CHUNK)).map(|_| OnceLock::new()).collect();
+        Self { stamp_of, chunks, mask: capacity as u64 - 1, next: AtomicU64::new(1) }
+    }
+
+    fn chunk_size(&self) -> usize {
+        CHUNK.min(self.capacity() as usize)
+    }
+
+    /// The slot of `stamp`, if its chunk has been allocated.
+    fn slot(&self, stamp: u64) -> Option<&ArcSwapOption<T>> {
+        let index = (stamp & self.mask) as usize;
+        let size = self.chunk_size();
+        self.chunks[index / size].get().map(|chunk| &chunk[index % size])
     }
 
     /// Number of entries the ring keeps.
@@ -73,7 +91,10 @@ impl<T> Ring<T> {
     pub fn push(&self, entry: Arc<T>) {
         let stamp = (self.stamp_of)(&entry);
         debug_assert_eq!(stamp, self.next.load(Ordering::Relaxed), "stamps must be pushed in order");
-        self.slots[(stamp & self.mask) as usize].store(Some(entry));
+        let index = (stamp & self.mask) as usize;
+        let size = self.chunk_size();
+        let chunk = self.chunks[index / size].get_or_init(|| (0..size).map(|_| ArcSwapOption::empty()).collect());
+        chunk[index % size].store(Some(entry));
         // Release: publishes the slot store above to readers that Acquire `next`.
         self.next.store(stamp + 1, Ordering::Release);
     }
@@ -83,7 +104,7 @@ impl<T> Ring<T> {
         if stamp >= self.next_stamp() {
             return Read::NotYet;
         }
-        match self.slots[(stamp & self.mask) as usize].load_full() {
+        match self.slot(stamp).and_then(ArcSwapOption::load_full) {
             Some(entry) if (self.stamp_of)(&entry) == stamp => Read::Found(entry),
             Some(entry) if (self.stamp_of)(&entry) > stamp => Read::Overwritten,
             // A slot older than `stamp` below `next` cannot happen (push stores before it
@@ -130,6 +151,21 @@ mod tests {
         assert!(matches!(ring.read(7), Read::NotYet));
         assert_eq!(ring.oldest_stamp(), 3);
         assert_eq!(ring.newest().map(|e| e.0), Some(6));
+    }
+
+    #[test]
+    fn chunks_are_allocated_only_when_reached_and_wrap_correctly() {
+        let ring = Ring::new(1024, stamp);
+        assert!(ring.chunks.iter().all(|c| c.get().is_none()));
+        ring.push(Arc::new(Entry(1)));
+        assert_eq!(ring.chunks.iter().filter(|c| c.get().is_some()).count(), 1);
+        for s in 2..=3000 {
+            ring.push(Arc::new(Entry(s)));
+        }
+        assert!(matches!(ring.read(3000 - 1024), Read::Overwritten));
+        for s in 3000 - 1023..=3000 {
+            assert!(matches!(ring.read(s), Read::Found(e) if e.0 == s), "{s}");
+        }
     }
 
     #[test]
