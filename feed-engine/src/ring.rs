@@ -39,11 +39,14 @@ pub enum Read<T> {
 /// Slots allocated at once when the writer first reaches them.
 pub const CHUNK: usize = 64;
 
+/// A lazily allocated run of [`CHUNK`] slots.
+type Chunk<T> = OnceLock<Box<[ArcSwapOption<T>]>>;
+
 /// See the module docs.
 pub struct Ring<T> {
     /// Reads an entry's stamp (position for the broadcast ring, `seq` for history rings).
     stamp_of: fn(&T) -> u64,
-    chunks: Box<[OnceLock<Box<[ArcSwapOption<T>]>>]>,
+    chunks: Box<[Chunk<T>]>,
     mask: u64,
     /// One past the newest stamp written (stamps start at 1, so 1 means empty).
     next: AtomicU64,
