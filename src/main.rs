@@ -20,8 +20,8 @@ const SOURCE_STOP_GRACE: Duration = Duration::from_secs(2);
 enum StartError {
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: std::net::SocketAddr, source: std::io::Error },
-    #[error("cannot open replay file {path}: {source}")]
-    Replay { path: std::path::PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Ingest(#[from] ingest::Error),
     #[error("gateway failed: {0}")]
     Gateway(#[from] gateway::Error),
 }
@@ -70,23 +70,24 @@ async fn run(cli: Cli) -> Result<(), StartError> {
         Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?),
         None => None,
     };
-    let replay = cli.replay_config();
-    if let Some(config) = &replay {
-        std::fs::File::open(&config.path).map_err(|source| StartError::Replay { path: config.path.clone(), source })?;
+    let replay = match cli.replay_config() {
+        Some(config) => Some(ingest::replay::open(config).await?),
+        None => None,
+    };
+    let sim_config = cli.runs_simulator().then(|| cli.sim_config());
+    if let Some(config) = &sim_config {
+        config.validate()?;
     }
 
     let local = listener.local_addr().map_err(|source| StartError::Listen { addr: cli.listen, source })?;
     info!(addr = %local, epoch = engine.epoch(), "tickfeed listening on http://{local}");
 
-    let simulator = cli.runs_simulator().then(|| {
-        let config = cli.sim_config();
-        info!(symbols = config.symbols, rate = config.rate, seed = config.seed, "simulator started");
-        ingest::simulator::spawn(engine.clone(), config, shutdown.child_token(), Arc::clone(&stats))
-    });
-    if let Some(config) = replay {
+    let simulator = sim_config
+        .map(|config| ingest::simulator::spawn(engine.clone(), config, shutdown.child_token(), Arc::clone(&stats)));
+    if let Some(replay) = replay {
         let (engine, token, stats) = (engine.clone(), shutdown.child_token(), Arc::clone(&stats));
         sources.spawn(async move {
-            if let Err(err) = ingest::replay::run(engine, config, token, stats).await {
+            if let Err(err) = replay.run(engine, token, stats).await {
                 error!(error = %err, "replay stopped");
             }
         });
