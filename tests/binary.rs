@@ -85,11 +85,19 @@ async fn simulated_market_streams_over_websocket_and_sigterm_closes_with_1001() 
 
 #[tokio::test]
 async fn environment_variables_set_flags() {
-    let server = Server::start(&[], &[("TICKFEED_SIM_SYMBOLS", "5"), ("TICKFEED_SIM_RATE", "50")]);
-    let (_, body) = http_get(server.addr, "/symbols").await;
-    let symbols: Vec<String> = serde_json::from_str(&body).expect("json array");
-    // The simulator may not have published every symbol yet at 50 ticks/s; it never has more.
-    assert!(!symbols.is_empty() && symbols.len() <= 5, "{symbols:?}");
+    let server = Server::start(&[], &[("TICKFEED_SIM_SYMBOLS", "5"), ("TICKFEED_SIM_RATE", "200")]);
+    // The simulator's first ticks cover every symbol once; after that there are exactly 5.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, body) = http_get(server.addr, "/symbols").await;
+        let symbols: Vec<String> = serde_json::from_str(&body).expect("json array");
+        assert!(symbols.len() <= 5, "{symbols:?}");
+        if symbols.len() == 5 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "only {symbols:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
@@ -108,8 +116,8 @@ async fn ticks_piped_into_stdin_reach_a_websocket_client_and_bad_lines_are_logge
     assert_eq!((first["seq"].as_u64(), first["price"].as_f64(), first["size"].as_f64()), (Some(1), Some(1.5), Some(3.0)));
     let second = next_json(&mut ws).await;
     assert_eq!((second["seq"].as_u64(), second["price"].as_f64()), (Some(2), Some(1.75)));
-    let warning = server.wait_for_log("stdin");
-    assert!(warning.contains('2'), "the bad line's number is logged: {warning}");
+    let warning = server.wait_for_log("malformed line skipped");
+    assert!(warning.contains("stdin") && warning.contains("line=2"), "source and line number are logged: {warning}");
     drop(stdin);
 }
 

@@ -50,7 +50,7 @@ impl Server {
         let addr = loop {
             let line = logs.recv_timeout(WAIT).expect("tickfeed prints its listening address");
             if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.trim().parse().expect("address after 'listening on'");
+                break rest.split_whitespace().next().unwrap_or_default().parse().expect("address after listening on");
             }
         };
         let stdin = child.stdin.take();

@@ -388,25 +388,21 @@ async fn read_loop(
         }
         let now_us = now_us();
         let in_window = now >= plan.window.0 && now < plan.window.1;
-        let consumed = {
+        // Parse under the borrow, answer pings after it: no RefCell borrow across an await.
+        let parsed = {
             let mut stats = stats.borrow_mut();
             if plan.sse {
-                consume_sse(&pending, &mut tracker, now_us, in_window, &mut stats)
+                Ok((consume_sse(&pending, &mut tracker, now_us, in_window, &mut stats), Vec::new()))
             } else {
-                match consume_ws(&pending, plan.socketio, &mut tracker, now_us, in_window, &mut stats) {
-                    Ok((consumed, replies)) => {
-                        drop(stats);
-                        for (op, payload) in replies {
-                            if stream.write_all(&ws::client_frame(op, &payload)).await.is_err() {
-                                return true;
-                            }
-                        }
-                        consumed
-                    }
-                    Err(()) => return true,
-                }
+                consume_ws(&pending, plan.socketio, &mut tracker, now_us, in_window, &mut stats)
             }
         };
+        let Ok((consumed, replies)) = parsed else { return true };
+        for (op, payload) in replies {
+            if stream.write_all(&ws::client_frame(op, &payload)).await.is_err() {
+                return true;
+            }
+        }
         pending.drain(..consumed);
         let read = tokio::time::timeout_at(plan.end.into(), stream.read(&mut raw)).await;
         match read {

@@ -1,0 +1,39 @@
+//! The gateway's settings. The binary fills them from its flags; tests build them directly.
+
+use std::time::Duration;
+
+/// Limits and timings of every transport. See the contract's "Limits" section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// Largest client WebSocket message, fragments included (`--max-message-bytes`); a larger
+    /// one closes the connection with 1009.
+    pub max_message_bytes: usize,
+    /// Selectors (symbols and patterns) one connection may hold (`--max-subscriptions`).
+    pub max_subscriptions: usize,
+    /// Client operations per second per connection (`--max-ops-per-sec`); over it each op
+    /// gets a `limit` error, and sustained abuse closes the connection with 1008.
+    pub max_ops_per_sec: u32,
+    /// Live WebSocket and SSE connections for the whole server (`--max-connections`).
+    pub max_connections: usize,
+    /// Live WebSocket and SSE connections per client IP (`--max-connections-per-ip`).
+    pub max_connections_per_ip: usize,
+    /// WebSocket ping and JSON heartbeat interval, and SSE keepalive (`--heartbeat-ms`);
+    /// must not be zero. A WebSocket peer silent for two intervals is dropped.
+    pub heartbeat: Duration,
+    /// How long shutdown waits for connections to close before `serve` returns anyway.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 64 * 1024,
+            max_subscriptions: 1000,
+            max_ops_per_sec: 50,
+            max_connections: 20_000,
+            max_connections_per_ip: 1000,
+            heartbeat: Duration::from_secs(15),
+            shutdown_grace: Duration::from_secs(3),
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! One WebSocket connection after the upgrade: its engine subscriber, its ops, its heartbeats,
+//! and its output.
+//!
+//! The loop selects over four cancel-safe sources: the shutdown token, the reader task's
+//! channel, one timer, and [`Subscriber::ready`]. Whatever they produce is appended to one
+//! output buffer as complete frames — ticks are framed straight from their shared JSON bytes —
+//! and the buffer goes out with one write, so a burst of ticks costs one syscall per
+//! ~64 KiB rather than one per tick. The buffer is empty whenever the loop waits.
+//!
+//! A slow client only ever blocks this task's write. While blocked, the session still
+//! honours shutdown, checks [`Subscriber::is_lagging`] when the policy is `Disconnect`, and
+//! drops a peer that takes nothing for two heartbeat intervals. The engine and other clients
+//! never wait for it; with `Conflate` it simply resumes where the engine puts it, and its
+//! memory stays one bounded buffer. With `Disconnect` it is closed with 4000; that close
+//! frame queues behind what the client has not read yet and goes out as it reads on, so the
+//! client learns why — unless it stalls for two heartbeat intervals.
+//!
+//! Liveness: a WebSocket ping goes out every heartbeat interval; a peer from which nothing
+//! (pong or any other frame) arrived for two intervals is dropped without a close frame —
+//! a peer that answers nothing would not read one either. After a heartbeat interval without
+//! any message, a `{"type":"heartbeat"}` message goes out for browsers, which cannot see pings.
+
+use std::{sync::Arc, time::Duration};
+
+use feed_engine::{Drain, Event, Resume, Selector, SlowConsumer, Subscriber};
+use tokio::{
+    io::AsyncWriteExt as _,
+    sync::mpsc,
+    time::{interval, sleep_until, timeout_at, Instant, MissedTickBehavior},
+};
+use tokio_util::task::AbortOnDropHandle;
+
+use super::{
+    reader::{self, Inbound},
+    socket::{Reader, Sink},
+};
+use crate::{
+    frame::{self, Opcode},
+    limits::{ConnectionGuard, OpsLimiter, Verdict},
+    op::{Op, Request},
+    reply::{self, Close, WireError},
+    state::State,
+};
+
+/// Stop adding frames to a batch past this many bytes. Just under 64 KiB, so that with the
+/// one frame that may overshoot it the buffer's capacity stays at 64 KiB.
+const BATCH_BYTES: usize = 63 * 1024;
+/// Capacity kept after a write; a larger buffer (one huge reply) is shrunk back.
+const KEEP_BYTES: usize = 64 * 1024;
+/// Ops and control frames the reader may queue ahead of the session.
+const INBOUND_QUEUE: usize = 16;
+/// How often a blocked write checks whether the subscriber fell off the engine's ring
+/// (`--slow-consumer disconnect`).
+const LAG_CHECK: Duration = Duration::from_millis(100);
+/// How long the client's close reply may take to come back; during shutdown also how long
+/// (at most the grace period) a close frame may take to go out.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What was asked for in the `/ws` query string.
+pub(crate) struct Initial {
+    /// The symbols as requested, echoed in `subscribed`.
+    pub(crate) symbols: Vec<String>,
+    /// The same, parsed.
+    pub(crate) selectors: Vec<Selector>,
+}
+
+/// How the session ends.
+#[derive(Debug)]
+enum Exit {
+    /// Send this close frame, then wait briefly for the client's reply.
+    Close(Close),
+    /// The client closed: echo its code and finish.
+    PeerClosed(Option<u16>),
+    /// The socket is dead or the peer silent: just drop it.
+    Gone,
+}
+
+struct Session {
+    state: Arc<State>,
+    subscriber: Subscriber,
+    sink: Sink,
+    /// Complete frames waiting to be written; `out[..written]` is already on the wire.
+    out: Vec<u8>,
+    written: usize,
+    /// Scratch space for a reset message before its frame header is known.
+    scratch: Vec<u8>,
+    inbound: mpsc::Receiver<Inbound>,
+    ops: OpsLimiter,
+    heartbeat: Duration,
+    /// When anything last arrived from the peer.
+    last_heard: Instant,
+    /// When the last text message was written (pings do not count: browsers cannot see them).
+    last_text: Instant,
+    /// Whether `out` holds a text message not yet written.
+    text_pending: bool,
+    next_ping: Instant,
+    /// Whether any text went out since the previous ping, to release an idle buffer.
+    busy_since_ping: bool,
+}
+
+/// Runs a connection until it closes; `guard` holds its place in the connection limits.
+pub(crate) async fn run(
+    state: Arc<State>,
+    reader: Reader,
+    sink: Sink,
+    initial: Option<Initial>,
+    guard: ConnectionGuard,
+) {
+    let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
+    let reader_task = state.tracker.spawn(tracing::Instrument::in_current_span(reader::run(
+        reader,
+        state.config.max_message_bytes,
+        inbound_tx,
+    )));
+    // The reader must not outlive the session: it holds the socket's read half.
+    let _reader_task = AbortOnDropHandle::new(reader_task);
+    let now = Instant::now();
+    let heartbeat = state.config.heartbeat;
+    let mut session = Session {
+        subscriber: state.engine.subscriber(),
+        ops: OpsLimiter::new(state.config.max_ops_per_sec, now.into_std()),
+        state,
+        sink,
+        out: Vec::new(),
+        written: 0,
+        scratch: Vec::new(),
+        inbound,
+        heartbeat,
+        last_heard: now,
+        last_text: now,
+        text_pending: false,
+        next_ping: now + heartbeat,
+        busy_since_ping: true,
+    };
+    tracing::debug!("websocket open");
+    let exit = session.serve(initial).await;
+    tracing::debug!(?exit, "websocket closing");
+    session.finish(exit).await;
+    drop(guard);
+}
+
+impl Session {
+    async fn serve(&mut self, initial: Option<Initial>) -> Exit {
+        match self.serve_until_exit(initial).await {
+            Ok(never) => match never {},
+            Err(exit) => exit,
+        }
+    }
+
+    /// The main loop; returns only through `Err(exit)`.
+    async fn serve_until_exit(&mut self, initial: Option<Initial>) -> Result<std::convert::Infallible, Exit> {
+        let welcome = reply::welcome(self.state.engine.epoch(), &self.state.config);
+        self.push_text(&welcome);
+        if let Some(initial) = initial {
+            self.push_text(&reply::subscribed(&initial.symbols, None));
+            self.subscriber.subscribe(&initial.selectors, Resume::Fresh);
+            self.fill()?;
+        }
+        self.write_out().await?;
+
+        // Both live across iterations: re-creating them would register with the timer wheel
+        // and with the server-wide token's waiter list (a shared lock) once per batch.
+        let timer = sleep_until(self.next_deadline());
+        let shutdown = self.state.shutdown.clone().cancelled_owned();
+        tokio::pin!(timer, shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => return Err(Exit::Close(Close::GOING_AWAY)),
+                inbound = self.inbound.recv() => match inbound {
+                    Some(inbound) => self.on_inbound(inbound)?,
+                    None => return Err(Exit::Gone),
+                },
+                () = &mut timer => {
+                    self.on_timer()?;
+                    timer.as_mut().reset(self.next_deadline());
+                }
+                () = self.subscriber.ready() => self.fill()?,
+            }
+            if !self.out.is_empty() {
+                self.write_out().await?;
+            }
+            // A busy connection may always have more ticks ready and a socket that always
+            // takes them; let the scheduler run other connections now and then.
+            tokio::task::consume_budget().await;
+        }
+    }
+
+    /// The next time the timer has something to check.
+    fn next_deadline(&self) -> Instant {
+        self.next_ping.min(self.last_text + self.heartbeat)
+    }
+
+    fn on_timer(&mut self) -> Result<(), Exit> {
+        let now = Instant::now();
+        if now >= self.next_ping {
+            if now.duration_since(self.last_heard) >= 2 * self.heartbeat {
+                tracing::debug!("peer silent for two heartbeat intervals");
+                return Err(Exit::Gone);
+            }
+            if !self.busy_since_ping {
+                // Idle connections are the many: keep them small.
+                self.out = Vec::new();
+                self.scratch = Vec::new();
+            }
+            self.busy_since_ping = false;
+            frame::write_control(&mut self.out, Opcode::Ping, b"");
+            self.next_ping = now + self.heartbeat;
+        }
+        if now >= self.last_text + self.heartbeat && !self.text_pending {
+            self.push_text(&reply::heartbeat());
+        }
+        Ok(())
+    }
+
+    fn on_inbound(&mut self, inbound: Inbound) -> Result<(), Exit> {
+        self.last_heard = Instant::now();
+        match inbound {
+            Inbound::Pong => Ok(()),
+            Inbound::Ping(payload) => {
+                frame::write_control(&mut self.out, Opcode::Pong, &payload);
+                Ok(())
+            }
+            Inbound::Close(code) => Err(Exit::PeerClosed(code)),
+            Inbound::Fail(close) => Err(Exit::Close(close)),
+            Inbound::Op(parsed) => {
+                let id = match &*parsed {
+                    Ok(request) => request.id.as_ref(),
+                    Err(rejected) => rejected.id.as_ref(),
+                };
+                match self.ops.check(self.last_heard.into_std()) {
+                    Verdict::Allowed => {}
+                    Verdict::Limited => {
+                        tracing::debug!("op over the per-second limit");
+                        let error = WireError::too_many_ops(self.state.config.max_ops_per_sec);
+                        self.push_text(&error.to_json(id));
+                        return Ok(());
+                    }
+                    Verdict::Abuse => {
+                        tracing::warn!("closing: ops over the limit for several seconds");
+                        return Err(Exit::Close(Close::ABUSE));
+                    }
+                }
+                match *parsed {
+                    Ok(request) => self.perform(request),
+                    Err(rejected) => {
+                        self.push_text(&rejected.error.to_json(rejected.id.as_ref()));
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    fn perform(&mut self, request: Request) -> Result<(), Exit> {
+        let id = request.id.as_ref();
+        match request.op {
+            Op::Subscribe { symbols, selectors, resume } => {
+                let max = self.state.config.max_subscriptions;
+                if self.subscriber.selectors().len() + self.subscriber.count_new(&selectors) > max {
+                    self.push_text(&WireError::too_many_subscriptions(max).to_json(id));
+                    return Ok(());
+                }
+                // The reply goes first: snapshots and replayed ticks follow it.
+                self.push_text(&reply::subscribed(&symbols, id));
+                let resume = match &resume {
+                    Some(seqs) => Resume::Seqs { epoch: seqs.epoch.as_deref(), since: &seqs.since },
+                    None => Resume::Fresh,
+                };
+                self.subscriber.subscribe(&selectors, resume);
+                self.fill()
+            }
+            Op::Unsubscribe { symbols, selectors } => {
+                self.subscriber.unsubscribe(&selectors);
+                self.push_text(&reply::unsubscribed(&symbols, id));
+                Ok(())
+            }
+            Op::Ping => {
+                self.push_text(&reply::pong(id));
+                Ok(())
+            }
+            Op::Auth => {
+                self.push_text(&WireError::auth_not_enabled().to_json(id));
+                Ok(())
+            }
+        }
+    }
+
+    fn push_text(&mut self, json: &[u8]) {
+        frame::write_text(&mut self.out, json);
+        self.text_pending = true;
+    }
+
+    /// Frames what the subscriber has into `out`, up to one batch.
+    fn fill(&mut self) -> Result<(), Exit> {
+        let out = &mut self.out;
+        let scratch = &mut self.scratch;
+        let epoch = self.state.engine.epoch();
+        let before = out.len();
+        let drained = self.subscriber.drain(|event| {
+            match event {
+                Event::Tick { tick, snapshot, conflated } => {
+                    frame::write_header(out, Opcode::Text, tick.json_len_with_flags(snapshot, conflated));
+                    tick.write_json_with_flags(out, snapshot, conflated);
+                }
+                Event::Reset { symbol } => {
+                    scratch.clear();
+                    reply::write_reset(scratch, symbol, epoch);
+                    frame::write_text(out, scratch);
+                }
+            }
+            out.len() < BATCH_BYTES
+        });
+        if out.len() > before {
+            self.text_pending = true;
+        }
+        match drained {
+            Drain::Idle | Drain::Stopped => Ok(()),
+            Drain::Lagged => {
+                tracing::debug!("slow consumer: fell behind the engine's ring");
+                Err(Exit::Close(Close::SLOW_CONSUMER))
+            }
+        }
+    }
+
+    /// Writes `out` completely, then empties it.
+    async fn write_out(&mut self) -> Result<(), Exit> {
+        if !self.write_fast()? {
+            let check_lag = self.state.engine.config().slow_consumer == SlowConsumer::Disconnect;
+            self.write_blocked(check_lag).await?;
+        }
+        self.out.clear();
+        self.written = 0;
+        if self.out.capacity() > KEEP_BYTES {
+            self.out.shrink_to(KEEP_BYTES);
+        }
+        if self.text_pending {
+            self.text_pending = false;
+            self.busy_since_ping = true;
+            self.last_text = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Writes what the socket takes now; `true` when all of `out` is written. The common
+    /// case: the socket takes the whole batch with no timer and no waker registration.
+    fn write_fast(&mut self) -> Result<bool, Exit> {
+        while self.written < self.out.len() {
+            match self.sink.try_write(&self.out[self.written..]) {
+                Ok(0) => return Err(Exit::Gone),
+                Ok(n) => self.written += n,
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+                Err(error) => {
+                    tracing::debug!(%error, "write failed");
+                    return Err(Exit::Gone);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// The slow path: the client is not reading fast enough. Waits for the socket while
+    /// honouring shutdown, dropping a peer that takes nothing for two heartbeat intervals,
+    /// and (when `check_lag`) closing a subscriber that fell off the engine's ring.
+    async fn write_blocked(&mut self, check_lag: bool) -> Result<(), Exit> {
+        let stall_limit = 2 * self.heartbeat;
+        let mut last_progress = Instant::now();
+        let stall = sleep_until(last_progress + stall_limit);
+        tokio::pin!(stall);
+        let mut lag_check = interval(LAG_CHECK);
+        lag_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        while self.written < self.out.len() {
+            tokio::select! {
+                biased;
+                () = self.state.shutdown.cancelled() => return Err(Exit::Close(Close::GOING_AWAY)),
+                // Cancel safe: a TcpStream write that did not complete wrote nothing.
+                written = self.sink.write(&self.out[self.written..]) => match written {
+                    Ok(0) | Err(_) => return Err(Exit::Gone),
+                    Ok(n) => {
+                        self.written += n;
+                        last_progress = Instant::now();
+                    }
+                },
+                () = &mut stall => {
+                    if last_progress.elapsed() >= stall_limit {
+                        tracing::debug!("peer took nothing for two heartbeat intervals");
+                        return Err(Exit::Gone);
+                    }
+                    stall.as_mut().reset(last_progress + stall_limit);
+                }
+                _ = lag_check.tick(), if check_lag => {
+                    if self.subscriber.is_lagging() {
+                        tracing::debug!("slow consumer: fell behind the engine's ring while blocked");
+                        return Err(Exit::Close(Close::SLOW_CONSUMER));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the rest of `out`, which ends with a close frame. A client that is still
+    /// reading gets it however slowly it reads (a slow consumer must still learn why it was
+    /// closed); only a stalled peer or shutdown bounds the wait, shutdown to its grace.
+    async fn write_close(&mut self, shutting_down: bool) -> bool {
+        match self.write_fast() {
+            Ok(true) => return true,
+            Ok(false) => {}
+            Err(_) => return false,
+        }
+        if !shutting_down {
+            match self.write_blocked(false).await {
+                Ok(()) => return true,
+                Err(Exit::Close(Close::GOING_AWAY)) => {}
+                Err(_) => return false,
+            }
+        }
+        let deadline = Instant::now() + CLOSE_TIMEOUT.min(self.state.config.shutdown_grace);
+        let rest = &self.out[self.written..];
+        matches!(timeout_at(deadline, self.sink.write_all(rest)).await, Ok(Ok(())))
+    }
+
+    /// Ends the connection as `exit` says: a close frame after whatever frame is in flight,
+    /// then, for a close the server started, a short wait for the client's reply.
+    async fn finish(mut self, exit: Exit) {
+        let shutting_down = matches!(exit, Exit::Close(Close::GOING_AWAY));
+        let wait_for_reply = match exit {
+            Exit::Gone => return,
+            Exit::Close(close) => {
+                frame::write_close(&mut self.out, close.code, close.reason);
+                true
+            }
+            Exit::PeerClosed(code) => {
+                match code {
+                    Some(code) => frame::write_close(&mut self.out, code, ""),
+                    None => frame::write_header(&mut self.out, Opcode::Close, 0),
+                }
+                false
+            }
+        };
+        // `out` may still hold the rest of a frame the peer is in the middle of; the close
+        // frame was appended after it, never inside it.
+        if !self.write_close(shutting_down).await {
+            return;
+        }
+        let patience = if shutting_down { CLOSE_TIMEOUT.min(self.state.config.shutdown_grace) } else { CLOSE_TIMEOUT };
+        let deadline = Instant::now() + patience;
+        let _ = timeout_at(deadline, self.sink.shutdown()).await;
+        if wait_for_reply {
+            // Let the client answer (and the reader drain it) before the socket closes, so
+            // no unread byte turns the close into a reset.
+            let _ = timeout_at(deadline, async {
+                while let Some(inbound) = self.inbound.recv().await {
+                    if matches!(inbound, Inbound::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+    }
+}
