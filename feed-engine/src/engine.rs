@@ -13,10 +13,9 @@ use std::{
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
-use tokio::sync::Notify;
-
 use crate::{
     cursor::{Cursor, CursorError},
+    interest::{Interest, SymbolLists},
     pattern::Selector,
     registry::{Registry, SymbolState},
     ring::Ring,
@@ -90,8 +89,8 @@ pub(crate) struct Shared {
     pub(crate) bus: Ring<Tick>,
     pub(crate) registry: Registry,
     publisher: Mutex<PublishState>,
-    /// Woken after each publish; subscribers wait on it when caught up.
-    pub(crate) notify: Notify,
+    /// Which waiting subscribers each publish wakes.
+    pub(crate) interest: Interest,
     pub(crate) subscribers: AtomicUsize,
     published: AtomicU64,
 }
@@ -104,6 +103,8 @@ struct PublishState {
 
 struct PublishedSymbol {
     state: Arc<SymbolState>,
+    /// Shared so the wake-up can happen after the publish lock is released.
+    lists: Arc<SymbolLists>,
     next_seq: u64,
     last_position: u64,
 }
@@ -127,7 +128,7 @@ impl Engine {
             started: Instant::now(),
             registry: Registry::default(),
             publisher: Mutex::new(PublishState { next_position: 1, symbols: HashMap::new() }),
-            notify: Notify::new(),
+            interest: Interest::default(),
             subscribers: AtomicUsize::new(0),
             published: AtomicU64::new(0),
         };
@@ -155,22 +156,26 @@ impl Engine {
     /// # Errors
     /// [`Error::BadSymbol`] or [`Error::NotFinite`]; nothing is published then.
     pub fn publish(&self, quote: &Quote<'_>) -> Result<Published, Error> {
-        let published = self.publish_quiet(quote)?;
-        self.shared.notify.notify_waiters();
+        let (published, lists) = self.publish_quiet(quote)?;
+        self.shared.interest.wake(&lists);
         Ok(published)
     }
 
-    /// Publishes a batch, waking subscribers once at the end rather than per tick.
-    /// Invalid quotes are skipped; returns how many were published.
+    /// Publishes a batch (invalid quotes are skipped); returns how many were published.
+    /// Only subscribers that are waiting are woken, so a batch costs one wake-up per waiting
+    /// subscriber, not one per tick.
     pub fn publish_batch(&self, quotes: &[Quote<'_>]) -> usize {
-        let published = quotes.iter().filter(|quote| self.publish_quiet(quote).is_ok()).count();
-        if published > 0 {
-            self.shared.notify.notify_waiters();
+        let mut published = 0;
+        for quote in quotes {
+            if let Ok((_, lists)) = self.publish_quiet(quote) {
+                self.shared.interest.wake(&lists);
+                published += 1;
+            }
         }
         published
     }
 
-    fn publish_quiet(&self, quote: &Quote<'_>) -> Result<Published, Error> {
+    fn publish_quiet(&self, quote: &Quote<'_>) -> Result<(Published, Arc<SymbolLists>), Error> {
         if !symbol::is_valid_symbol(quote.symbol) {
             return Err(Error::BadSymbol(quote.symbol.to_owned()));
         }
@@ -186,7 +191,10 @@ impl Engine {
             None => {
                 let name: Arc<str> = quote.symbol.into();
                 let symbol_state = self.shared.registry.add(Arc::clone(&name), history);
-                let entry = PublishedSymbol { state: symbol_state, next_seq: 1, last_position: 0 };
+                // The one place the publisher takes a lock subscribers also take (briefly,
+                // when they subscribe): a symbol's first tick, to share its wake lists.
+                let lists = Arc::new(self.shared.interest.lists_for_symbol(&name));
+                let entry = PublishedSymbol { state: symbol_state, lists, next_seq: 1, last_position: 0 };
                 state.symbols.entry(name).or_insert(entry)
             }
         };
@@ -206,10 +214,11 @@ impl Engine {
         // every tick before P in the history rings (resume relies on it).
         entry.state.history.push(Arc::clone(&tick));
         self.shared.bus.push(tick);
+        let lists = Arc::clone(&entry.lists);
         state.next_position += 1;
         drop(state);
         self.shared.published.fetch_add(1, Ordering::Relaxed);
-        Ok(Published { seq, position })
+        Ok((Published { seq, position }, lists))
     }
 
     /// A new subscriber positioned at the newest tick, with no subscriptions yet.

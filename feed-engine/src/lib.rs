@@ -13,6 +13,7 @@
 
 pub mod cursor;
 pub mod engine;
+mod interest;
 pub mod pattern;
 pub mod registry;
 pub mod ring;

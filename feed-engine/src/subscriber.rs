@@ -15,10 +15,12 @@
 use std::{
     collections::VecDeque,
     sync::{atomic::Ordering, Arc},
+    task::Poll,
 };
 
 use crate::{
     engine::{Shared, SlowConsumer},
+    interest::{self, WakeList, WakeSlot},
     pattern::Selector,
     registry::{SymbolState, Table},
     ring::Read,
@@ -122,13 +124,24 @@ pub struct Subscriber {
     /// Newest seq handed out or queued per symbol id (0: none).
     delivered: Vec<u64>,
     queue: VecDeque<Queued>,
+    /// This subscriber's wake-up handle, and the wake lists it is in (one per selector).
+    slot: Arc<WakeSlot>,
+    joined: Vec<(Selector, Arc<WakeList>)>,
 }
 
 impl Subscriber {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         shared.subscribers.fetch_add(1, Ordering::Relaxed);
         let position = shared.bus.next_stamp();
-        Self { shared, position, filter: Filter::default(), delivered: Vec::new(), queue: VecDeque::new() }
+        Self {
+            shared,
+            position,
+            filter: Filter::default(),
+            delivered: Vec::new(),
+            queue: VecDeque::new(),
+            slot: Arc::default(),
+            joined: Vec::new(),
+        }
     }
 
     /// The selectors currently subscribed, in the order they were added.
@@ -154,6 +167,9 @@ impl Subscriber {
         for s in selectors {
             if !self.filter.selectors.contains(s) {
                 self.filter.selectors.push(s.clone());
+                let list = self.shared.interest.list_for(s);
+                interest::join(&list, &self.slot);
+                self.joined.push((s.clone(), list));
             }
         }
         self.filter.cache.clear();
@@ -185,6 +201,14 @@ impl Subscriber {
     /// match is sent afterwards.
     pub fn unsubscribe(&mut self, selectors: &[Selector]) {
         self.filter.selectors.retain(|s| !selectors.contains(s));
+        let slot = &self.slot;
+        self.joined.retain(|(selector, list)| {
+            let removed = selectors.contains(selector);
+            if removed {
+                interest::leave(list, slot);
+            }
+            !removed
+        });
         self.filter.cache.clear();
         let filter = &self.filter;
         self.queue.retain(|q| match &q.owed {
@@ -221,10 +245,12 @@ impl Subscriber {
             match self.shared.bus.read(self.position) {
                 Read::NotYet => return Drain::Idle,
                 Read::Overwritten => {
-                    if self.shared.config.slow_consumer == SlowConsumer::Disconnect {
+                    // Falling off the ring loses ticks only if some of them were ours: a
+                    // subscriber of quiet symbols skips unrelated traffic without loss.
+                    let lost = self.conflate();
+                    if lost && self.shared.config.slow_consumer == SlowConsumer::Disconnect {
                         return Drain::Lagged;
                     }
-                    self.conflate();
                 }
                 Read::Found(tick) => {
                     self.position += 1;
@@ -251,17 +277,20 @@ impl Subscriber {
     /// # Cancel safety
     /// Cancel safe: dropping the future loses nothing, the events stay in the engine.
     pub async fn ready(&self) {
-        loop {
-            let notified = self.shared.notify.notified();
-            tokio::pin!(notified);
-            // Register before checking, so a publish between the check and the await still
-            // wakes us.
-            notified.as_mut().enable();
+        std::future::poll_fn(|cx| {
             if self.has_ready() {
-                return;
+                return Poll::Ready(());
             }
-            notified.await;
-        }
+            // Arm before the second check, so a publish between the check and returning
+            // Pending still wakes us (see `interest`).
+            self.slot.arm(cx.waker());
+            if self.has_ready() {
+                self.slot.disarm();
+                return Poll::Ready(());
+            }
+            Poll::Pending
+        })
+        .await;
     }
 
     /// Is there anything for [`Subscriber::drain`] right now?
@@ -397,18 +426,22 @@ impl Subscriber {
     }
 
     /// Recovers from falling off the ring: jump to its head, owe the newest tick of each
-    /// subscribed symbol that moved on, flagged `conflated` where seq jumps.
-    fn conflate(&mut self) {
+    /// subscribed symbol that moved on, flagged `conflated` where seq jumps. Returns whether
+    /// any subscribed symbol lost a tick.
+    fn conflate(&mut self) -> bool {
         // Head first, last values second: anything published in between is newer than the
         // head and will also come from the ring, where the seq rule drops the duplicate.
         self.position = self.shared.bus.next_stamp();
         let table = self.shared.registry.load();
+        let queued_before = self.queue.len();
         for state in table.symbols.iter() {
             if self.filter.matches_name(&state.name) {
                 self.queue_last(state, false, true);
             }
         }
+        let lost = self.queue.iter().skip(queued_before).any(|q| matches!(q.owed, Owed::Tick { conflated: true, .. }));
         self.sort_queue();
+        lost
     }
 
     fn sort_queue(&mut self) {
@@ -419,6 +452,9 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        for (_, list) in &self.joined {
+            interest::leave(list, &self.slot);
+        }
         self.shared.subscribers.fetch_sub(1, Ordering::Relaxed);
     }
 }
