@@ -99,6 +99,16 @@ pub struct Cli {
     #[arg(long, env = "TICKFEED_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000)]
     pub max_connections_per_ip: u32,
 
+    /// WebSocket writes per second to stay under: above it, each connection coalesces the
+    /// ticks of a short window into one write (the busier the server, the longer the
+    /// window, up to --max-coalesce-ms). 0 writes every tick at once, whatever the load.
+    #[arg(long, env = "TICKFEED_WRITE_BUDGET", default_value_t = 100_000)]
+    pub write_budget: u64,
+
+    /// Longest a tick may wait to be coalesced with others, in milliseconds.
+    #[arg(long, env = "TICKFEED_MAX_COALESCE_MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=1_000))]
+    pub max_coalesce_ms: u64,
+
     /// Log format on stderr. `RUST_LOG` overrides the default level (info).
     #[arg(long, env = "TICKFEED_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -192,6 +202,8 @@ impl Cli {
             max_connections: self.max_connections as usize,
             max_connections_per_ip: self.max_connections_per_ip as usize,
             heartbeat: Duration::from_millis(self.heartbeat_ms),
+            write_budget_per_s: self.write_budget,
+            max_coalesce: Duration::from_millis(self.max_coalesce_ms),
             ..gateway::GatewayConfig::default()
         }
     }

@@ -16,7 +16,7 @@ const FLAGS: &[&str] = &[
     "--listen", "--sim-symbols", "--sim-rate", "--sim-seed", "--replay", "--replay-speed", "--loop",
     "--ts-unit", "--replay-format", "--ingest-tcp", "--stdin", "--slow-consumer", "--history",
     "--heartbeat-ms", "--max-message-bytes", "--max-subscriptions", "--max-ops-per-sec",
-    "--max-connections", "--max-connections-per-ip", "--bus-capacity", "--log-format",
+    "--max-connections", "--max-connections-per-ip", "--bus-capacity", "--log-format", "--write-budget", "--max-coalesce-ms",
 ];
 
 #[test]

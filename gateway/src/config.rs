@@ -22,6 +22,12 @@ pub struct GatewayConfig {
     pub heartbeat: Duration,
     /// How long shutdown waits for connections to close before `serve` returns anyway.
     pub shutdown_grace: Duration,
+    /// WebSocket writes per second the server aims to stay under (`--write-budget`): above
+    /// it, each connection coalesces the ticks of a short window into one write (see
+    /// `pacing`). 0 writes every tick at once, whatever the load.
+    pub write_budget_per_s: u64,
+    /// The longest a tick may wait to be coalesced (`--max-coalesce-ms`).
+    pub max_coalesce: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -34,6 +40,8 @@ impl Default for GatewayConfig {
             max_connections_per_ip: 1000,
             heartbeat: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(3),
+            write_budget_per_s: 100_000,
+            max_coalesce: Duration::from_millis(20),
         }
     }
 }

@@ -22,6 +22,7 @@
 //! - `reply`: every server message and every wire error (codes, HTTP statuses, close codes).
 //! - `frame`: server WebSocket frame headers written straight into an output buffer.
 //! - `limits`: connection counts per server and per IP, ops per second per connection.
+//! - `pacing`: the adaptive write-coalescing window under load.
 //! - `query`: query-string decoding.
 //! - `body`: the one response body type (fixed bytes or an event stream).
 //! - `state`: what every connection shares.
@@ -29,14 +30,16 @@
 
 mod body;
 mod config;
-mod frame;
+// `frame` and `sse` are public for the benches: each transport's per-tick framing is a hot path.
+pub mod frame;
 mod limits;
 mod op;
+mod pacing;
 mod query;
 mod reply;
 mod routes;
 mod server;
-mod sse;
+pub mod sse;
 mod state;
 mod ws;
 

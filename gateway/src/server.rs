@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument as _;
 
-use crate::{config::GatewayConfig, routes, state::State, Error};
+use crate::{config::GatewayConfig, pacing, routes, state::State, Error};
 
 /// A client must send its request head within this time.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,6 +50,7 @@ pub async fn serve(
     http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_REQUEST_HEAD_BYTES);
     tracing::info!(%local, "gateway listening");
 
+    state.tracker.spawn(pace(Arc::clone(&state)));
     let mut backoff = BACKOFF_MIN;
     let stopping = state.shutdown.clone().cancelled_owned();
     tokio::pin!(stopping);
@@ -87,6 +88,23 @@ pub async fn serve(
     close_and_wait(&state.tracker, grace).await;
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// Recomputes the write-coalescing window until shutdown.
+async fn pace(state: Arc<State>) {
+    let mut ticker = tokio::time::interval(pacing::PERIOD);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut seen, mut last) = (0, tokio::time::Instant::now());
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            now = ticker.tick() => {
+                let window = state.pacing.update(&mut seen, now - last, state.limits.live());
+                last = now;
+                tracing::trace!(?window, "write-coalescing window");
+            }
+        }
+    }
 }
 
 /// Serves HTTP/1.1 (with upgrades) on one connection until it ends or shutdown finishes it.

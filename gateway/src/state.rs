@@ -9,7 +9,7 @@ use std::sync::{
 use feed_engine::Engine;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{config::GatewayConfig, limits::ConnectionLimits};
+use crate::{config::GatewayConfig, limits::ConnectionLimits, pacing::Pacing};
 
 /// See the module docs. Cloned into every connection as an `Arc`.
 pub(crate) struct State {
@@ -26,6 +26,8 @@ pub(crate) struct State {
     /// The text before a position in a cursor (`<epoch>-`), so SSE writes a cursor without
     /// allocating per tick.
     pub(crate) cursor_prefix: String,
+    /// The write-coalescing window every WebSocket session follows.
+    pub(crate) pacing: Pacing,
     next_connection_id: AtomicU64,
 }
 
@@ -34,7 +36,9 @@ impl State {
     pub(crate) fn new(engine: Engine, config: GatewayConfig, shutdown: CancellationToken) -> Arc<Self> {
         let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
         let cursor_prefix = cursor_prefix(&engine);
+        let pacing = Pacing::new(config.write_budget_per_s, config.max_coalesce);
         Arc::new(Self {
+            pacing,
             engine,
             config,
             limits,

@@ -96,6 +96,9 @@ struct Session {
     next_ping: Instant,
     /// Whether any text went out since the previous ping, to release an idle buffer.
     busy_since_ping: bool,
+    /// When the last write finished: ticks arriving within the pacing window after it wait
+    /// for the window's end and share one write.
+    last_write: Instant,
 }
 
 /// Runs a connection until it closes; `guard` holds its place in the connection limits.
@@ -131,6 +134,7 @@ pub(crate) async fn run(
         text_pending: false,
         next_ping: now + heartbeat,
         busy_since_ping: true,
+        last_write: now,
     };
     tracing::debug!("websocket open");
     let exit = session.serve(initial).await;
@@ -162,23 +166,41 @@ impl Session {
         // and with the server-wide token's waiter list (a shared lock) once per batch.
         let timer = sleep_until(self.next_deadline());
         let shutdown = self.state.shutdown.clone().cancelled_owned();
-        tokio::pin!(timer, shutdown);
+        // Armed while ticks wait for the pacing window to end.
+        let flush = sleep_until(Instant::now());
+        let mut flush_armed = false;
+        tokio::pin!(timer, shutdown, flush);
         loop {
+            // Replies to the client's own ops and control frames never wait for the window.
+            let mut urgent = false;
             tokio::select! {
                 biased;
                 () = &mut shutdown => return Err(Exit::Close(Close::GOING_AWAY)),
                 inbound = self.inbound.recv() => match inbound {
-                    Some(inbound) => self.on_inbound(inbound)?,
+                    Some(inbound) => {
+                        urgent = true;
+                        self.on_inbound(inbound)?;
+                    }
                     None => return Err(Exit::Gone),
                 },
                 () = &mut timer => {
+                    urgent = true;
                     self.on_timer()?;
                     timer.as_mut().reset(self.next_deadline());
                 }
-                () = self.subscriber.ready() => self.fill()?,
+                () = &mut flush, if flush_armed => flush_armed = false,
+                () = self.subscriber.ready(), if self.out.len() < BATCH_BYTES => self.fill()?,
             }
             if !self.out.is_empty() {
-                self.write_out().await?;
+                let due = self.last_write + self.state.pacing.window();
+                if urgent || self.out.len() >= BATCH_BYTES || Instant::now() >= due {
+                    self.write_out().await?;
+                    self.last_write = Instant::now();
+                    flush_armed = false;
+                } else if !flush_armed {
+                    flush.as_mut().reset(due);
+                    flush_armed = true;
+                }
             }
             // A busy connection may always have more ticks ready and a socket that always
             // takes them; let the scheduler run other connections now and then.
@@ -297,7 +319,9 @@ impl Session {
         let scratch = &mut self.scratch;
         let epoch = self.state.engine.epoch();
         let before = out.len();
+        let mut frames = 0;
         let drained = self.subscriber.drain(|event| {
+            frames += 1;
             match event {
                 Event::Tick { tick, snapshot, conflated } => {
                     frame::write_header(out, Opcode::Text, tick.json_len_with_flags(snapshot, conflated));
@@ -313,6 +337,7 @@ impl Session {
         });
         if out.len() > before {
             self.text_pending = true;
+            self.state.pacing.add_delivered(frames);
         }
         match drained {
             Drain::Idle | Drain::Stopped => Ok(()),
