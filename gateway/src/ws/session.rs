@@ -188,8 +188,13 @@ impl Session {
                     self.on_timer()?;
                     timer.as_mut().reset(self.next_deadline());
                 }
-                () = &mut flush, if flush_armed => flush_armed = false,
-                () = self.subscriber.ready(), if self.out.len() < BATCH_BYTES => self.fill()?,
+                () = &mut flush, if flush_armed => {
+                    flush_armed = false;
+                    self.fill()?;
+                }
+                // While the window is open the ticks wait in the engine's ring, not here:
+                // no wake-up per tick, one drain and one write when it closes.
+                () = self.subscriber.ready(), if !flush_armed && self.out.len() < BATCH_BYTES => self.fill()?,
             }
             if !self.out.is_empty() {
                 let due = self.last_write + self.state.pacing.window();
