@@ -48,9 +48,20 @@ impl Server {
             }
         });
         let addr = loop {
-            let line = logs.recv_timeout(WAIT).expect("tickfeed prints its listening address");
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split_whitespace().next().unwrap_or_default().parse().expect("address after listening on");
+            let Ok(line) = logs.recv_timeout(WAIT) else {
+                // Do not leak the process when the test fails here.
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("tickfeed did not print its listening address");
+            };
+            if let Some(addr) = line.split("listening on http://").nth(1).and_then(|r| r.split_whitespace().next()) {
+                match addr.parse() {
+                    Ok(addr) => break addr,
+                    Err(_) => {
+                        let _ = child.kill();
+                        panic!("unreadable listening address in {line:?}");
+                    }
+                }
             }
         };
         let stdin = child.stdin.take();
