@@ -16,7 +16,7 @@
 use std::{io::Write as _, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use feed_engine::{Drain, Event, Resume, Selector, SlowConsumer, Subscriber};
+use feed_engine::{Drain, Event, Resume, Selector, SlowConsumer, Subscriber, Tick};
 use http::{header, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use tokio::{
@@ -28,6 +28,7 @@ use tracing::Instrument as _;
 use crate::{
     body::Body,
     limits::ConnectionGuard,
+    pacing::Pacing,
     query,
     reply::{self, WireError},
     state::State,
@@ -140,6 +141,17 @@ async fn run(
                 continue;
             }
         };
+        // Under load, let the ticks of one pacing window gather in the engine's ring so they
+        // go out as one chunk (see `pacing`); an idle stream has no window and waits not at all.
+        let due = last_sent + state.pacing.window();
+        if Instant::now() < due {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => return,
+                () = chunks.closed() => return,
+                () = sleep_until(due) => {}
+            }
+        }
         while events.out.is_empty() {
             tokio::select! {
                 biased;
@@ -155,7 +167,7 @@ async fn run(
                     }
                 }
                 () = subscriber.ready() => {
-                    if events.fill(&mut subscriber) == Drain::Lagged {
+                    if events.fill(&mut subscriber, &state.pacing) == Drain::Lagged {
                         tracing::debug!("slow consumer: ending the stream");
                         return;
                     }
@@ -186,14 +198,13 @@ struct EventWriter<'a> {
 }
 
 impl EventWriter<'_> {
-    fn fill(&mut self, subscriber: &mut Subscriber) -> Drain {
-        subscriber.drain(|event| {
+    fn fill(&mut self, subscriber: &mut Subscriber, pacing: &Pacing) -> Drain {
+        let mut frames = 0;
+        let drained = subscriber.drain(|event| {
+            frames += 1;
             match event {
                 Event::Tick { tick, snapshot, conflated } => {
-                    self.write_id(Some(tick.position));
-                    self.out.extend_from_slice(b"event: tick\ndata: ");
-                    tick.write_json_with_flags(&mut self.out, snapshot, conflated);
-                    self.out.extend_from_slice(b"\n\n");
+                    write_tick_event(&mut self.out, self.cursor_prefix, tick, snapshot, conflated);
                     self.last_position = Some(tick.position);
                 }
                 Event::Reset { symbol } => {
@@ -204,19 +215,15 @@ impl EventWriter<'_> {
                 }
             }
             self.out.len() < BATCH_BYTES
-        })
+        });
+        pacing.add_delivered(frames);
+        drained
     }
 
     /// `id: <cursor>` for `position`, or the client's own cursor when no event was sent yet.
     fn write_id(&mut self, position: Option<u64>) {
         match (position, &self.client_cursor) {
-            (Some(position), _) => {
-                self.out.extend_from_slice(b"id: ");
-                self.out.extend_from_slice(self.cursor_prefix.as_bytes());
-                // Writing into a Vec cannot fail.
-                let _ = write!(self.out, "{position}");
-                self.out.push(b'\n');
-            }
+            (Some(position), _) => write_cursor_id(&mut self.out, self.cursor_prefix, position),
             (None, Some(cursor)) => {
                 self.out.extend_from_slice(b"id: ");
                 self.out.extend_from_slice(cursor.as_bytes());
@@ -225,6 +232,27 @@ impl EventWriter<'_> {
             (None, None) => {}
         }
     }
+}
+
+/// Appends one tick event, `id: <cursor>\nevent: tick\ndata: <json>\n\n`, to `out`.
+///
+/// `cursor_prefix` is the engine's cursor up to the position (what
+/// [`Engine::cursor`](feed_engine::Engine::cursor) writes before it), so the `id` is the
+/// tick's own cursor and a client reconnecting with it resumes right after this tick.
+pub fn write_tick_event(out: &mut Vec<u8>, cursor_prefix: &str, tick: &Tick, snapshot: bool, conflated: bool) {
+    write_cursor_id(out, cursor_prefix, tick.position);
+    out.extend_from_slice(b"event: tick\ndata: ");
+    tick.write_json_with_flags(out, snapshot, conflated);
+    out.extend_from_slice(b"\n\n");
+}
+
+/// `id: <cursor>` for `position`.
+fn write_cursor_id(out: &mut Vec<u8>, cursor_prefix: &str, position: u64) {
+    out.extend_from_slice(b"id: ");
+    out.extend_from_slice(cursor_prefix.as_bytes());
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{position}");
+    out.push(b'\n');
 }
 
 #[cfg(test)]
@@ -237,5 +265,24 @@ mod tests {
         assert!(!is_safe_field("a\nevent: x"));
         assert!(!is_safe_field("a b"));
         assert!(!is_safe_field(&"x".repeat(200)));
+    }
+
+    #[test]
+    fn tick_event_id_is_the_ticks_cursor() {
+        let engine = feed_engine::Engine::new(feed_engine::EngineConfig {
+            epoch: Some("ep0".into()),
+            ..feed_engine::EngineConfig::default()
+        });
+        let quote = feed_engine::Quote { symbol: "FX:EUR/USD", price: 1.5, ..feed_engine::Quote::default() };
+        let position = engine.publish(&quote).expect("valid quote").position;
+        let tick = engine.snapshot(&[Selector::All]).pop().expect("one symbol published");
+        let prefix = engine.cursor(0).strip_suffix('0').expect("cursor ends with the position").to_owned();
+
+        let mut out = Vec::new();
+        write_tick_event(&mut out, &prefix, &tick, true, false);
+        let mut expected = format!("id: {}\nevent: tick\ndata: ", engine.cursor(position)).into_bytes();
+        tick.write_json_with_flags(&mut expected, true, false);
+        expected.extend_from_slice(b"\n\n");
+        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&expected));
     }
 }
