@@ -85,8 +85,8 @@ async fn simulated_market_streams_over_websocket_and_sigterm_closes_with_1001() 
 
 #[tokio::test]
 async fn environment_variables_set_flags() {
-    let server = Server::start(&[], &[("TICKFEED_SIM_SYMBOLS", "5"), ("TICKFEED_SIM_RATE", "200")]);
-    // The simulator's first ticks cover every symbol once; after that there are exactly 5.
+    // At rate 0 the simulated symbols exist but never tick: they are listed all the same.
+    let server = Server::start(&[], &[("TICKFEED_SIM_SYMBOLS", "5"), ("TICKFEED_SIM_RATE", "0")]);
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let (_, body) = http_get(server.addr, "/symbols").await;

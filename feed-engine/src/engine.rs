@@ -175,29 +175,49 @@ impl Engine {
         published
     }
 
+    /// Makes a symbol known (listed by [`Engine::symbols`], matched by patterns) before
+    /// its first tick. Registering a known symbol does nothing.
+    ///
+    /// # Errors
+    /// [`Error::BadSymbol`].
+    pub fn register(&self, symbol: &str) -> Result<(), Error> {
+        if !symbol::is_valid_symbol(symbol) {
+            return Err(Error::BadSymbol(symbol.to_owned()));
+        }
+        let mut state = self.lock_publisher();
+        self.entry(&mut state, symbol);
+        Ok(())
+    }
+
+    fn lock_publisher(&self) -> std::sync::MutexGuard<'_, PublishState> {
+        // A panic while publishing cannot leave the state half-updated in a way that matters
+        // more than stopping the feed would, so a poisoned lock is simply taken over.
+        self.shared.publisher.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The publisher's entry for `symbol`, created on first use.
+    fn entry<'s>(&self, state: &'s mut PublishState, symbol: &str) -> &'s mut PublishedSymbol {
+        if !state.symbols.contains_key(symbol) {
+            let name: Arc<str> = symbol.into();
+            let symbol_state = self.shared.registry.add(Arc::clone(&name), self.shared.config.history);
+            // The one place the publisher takes a lock subscribers also take (briefly, when
+            // they subscribe): a symbol's first appearance, to share its wake lists.
+            let lists = Arc::new(self.shared.interest.lists_for_symbol(&name));
+            let entry = PublishedSymbol { state: symbol_state, lists, next_seq: 1, last_position: 0 };
+            state.symbols.insert(Arc::clone(&name), entry);
+        }
+        state.symbols.get_mut(symbol).expect("inserted above when missing")
+    }
+
     fn publish_quiet(&self, quote: &Quote<'_>) -> Result<(Published, Arc<SymbolLists>), Error> {
         if !symbol::is_valid_symbol(quote.symbol) {
             return Err(Error::BadSymbol(quote.symbol.to_owned()));
         }
         quote.check_finite()?;
         let ts_us = now_us();
-        // A panic while publishing cannot leave the state half-updated in a way that matters
-        // more than stopping the feed would, so a poisoned lock is simply taken over.
-        let mut state = self.shared.publisher.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.lock_publisher();
         let position = state.next_position;
-        let history = self.shared.config.history;
-        let entry = match state.symbols.get_mut(quote.symbol) {
-            Some(entry) => entry,
-            None => {
-                let name: Arc<str> = quote.symbol.into();
-                let symbol_state = self.shared.registry.add(Arc::clone(&name), history);
-                // The one place the publisher takes a lock subscribers also take (briefly,
-                // when they subscribe): a symbol's first tick, to share its wake lists.
-                let lists = Arc::new(self.shared.interest.lists_for_symbol(&name));
-                let entry = PublishedSymbol { state: symbol_state, lists, next_seq: 1, last_position: 0 };
-                state.symbols.entry(name).or_insert(entry)
-            }
-        };
+        let entry = self.entry(&mut state, quote.symbol);
         let seq = entry.next_seq;
         let tick = Arc::new(Tick::encode(
             quote,

@@ -177,3 +177,18 @@ fn bad_quotes_are_refused_and_publish_nothing() {
     assert_eq!(engine.stats().ticks_published, 0);
     assert!(engine.symbols().is_empty());
 }
+
+#[test]
+fn registered_symbols_are_listed_before_their_first_tick() {
+    let engine = engine(64, 1024, SlowConsumer::Conflate);
+    engine.register("SIM:A").expect("valid");
+    engine.register("SIM:A").expect("registering twice is harmless");
+    assert!(engine.register("bad symbol").is_err());
+    assert_eq!(engine.symbols().iter().map(|s| &**s).collect::<Vec<_>>(), ["SIM:A"]);
+    assert!(engine.snapshot(&sel("SIM:A")).is_empty(), "no last value yet");
+    let mut sub = engine.subscriber();
+    sub.subscribe(&sel("SIM:*"), Resume::Fresh);
+    assert!(drain(&mut sub).0.is_empty());
+    publish(&engine, "SIM:A", 1);
+    assert_eq!(seqs_of(&drain(&mut sub).0, "SIM:A"), vec![1]);
+}

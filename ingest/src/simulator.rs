@@ -67,7 +67,7 @@ impl SimConfig {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for a symbol count outside `1..=MAX_SYMBOLS` or a rate that
-    /// is not a number in `(0, MAX_RATE]`.
+    /// is not a number in `[0, MAX_RATE]` (0: the symbols exist but never tick).
     pub fn validate(&self) -> Result<(), Error> {
         if !(1..=MAX_SYMBOLS).contains(&self.symbols) {
             return Err(Error::InvalidConfig {
@@ -75,10 +75,10 @@ impl SimConfig {
                 reason: format!("{} is outside 1..={MAX_SYMBOLS}", self.symbols),
             });
         }
-        if !(self.rate > 0.0 && self.rate <= MAX_RATE) {
+        if !(self.rate >= 0.0 && self.rate <= MAX_RATE) {
             return Err(Error::InvalidConfig {
                 setting: "sim-rate",
-                reason: format!("{} is not a rate in (0, {MAX_RATE}] ticks per second", self.rate),
+                reason: format!("{} is not a rate in [0, {MAX_RATE}] ticks per second", self.rate),
             });
         }
         Ok(())
@@ -114,6 +114,13 @@ fn run(engine: &Engine, config: &SimConfig, shutdown: &CancellationToken, stats:
     info!("simulator started");
     let mut market = Market::new(config.symbols, config.seed);
     let names = market.names();
+    // Known from the start, so /symbols lists the whole market before every symbol ticked
+    // (and at --sim-rate 0, when none ever does).
+    for name in names.iter() {
+        if let Err(error) = engine.register(name) {
+            tracing::error!(%error, "simulated symbol refused");
+        }
+    }
     let mut quotes: Vec<Quote<'_>> = Vec::with_capacity(MAX_BATCH);
     let mut pacer = Pacer::new(config.rate);
     let mut throttle = WarnThrottle::default();
@@ -180,6 +187,9 @@ impl Pacer {
 
     /// How long to sleep: until the next tick is due, within [`MIN_PAUSE`, `MAX_PAUSE`].
     fn pause(&self, elapsed: Duration) -> Duration {
+        if self.rate <= 0.0 {
+            return MAX_PAUSE;
+        }
         let next_due = Duration::from_secs_f64((self.sent + 1) as f64 / self.rate);
         next_due.saturating_sub(elapsed).clamp(MIN_PAUSE, MAX_PAUSE)
     }
@@ -195,6 +205,15 @@ mod tests {
         assert_eq!(pacer.take_due(Duration::from_millis(10)), Due { ticks: 10, skipped: 0 });
         assert_eq!(pacer.take_due(Duration::from_millis(10)), Due { ticks: 0, skipped: 0 });
         assert_eq!(pacer.take_due(Duration::from_millis(25)), Due { ticks: 15, skipped: 0 });
+    }
+
+    #[test]
+    fn a_zero_rate_publishes_nothing_and_sleeps() {
+        let mut pacer = Pacer::new(0.0);
+        assert_eq!(pacer.take_due(Duration::from_secs(60)), Due { ticks: 0, skipped: 0 });
+        assert_eq!(pacer.pause(Duration::from_secs(60)), MAX_PAUSE);
+        assert!(SimConfig { rate: 0.0, ..SimConfig::default() }.validate().is_ok());
+        assert!(SimConfig { rate: -1.0, ..SimConfig::default() }.validate().is_err());
     }
 
     #[test]
@@ -218,7 +237,7 @@ mod tests {
         assert!(SimConfig::default().validate().is_ok());
         for config in [
             SimConfig { symbols: 0, ..SimConfig::default() },
-            SimConfig { rate: 0.0, ..SimConfig::default() },
+            SimConfig { rate: f64::INFINITY, ..SimConfig::default() },
             SimConfig { rate: f64::NAN, ..SimConfig::default() },
             SimConfig { rate: -5.0, ..SimConfig::default() },
         ] {
