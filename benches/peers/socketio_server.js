@@ -21,4 +21,6 @@ io.on('connection', (socket) => {
   for (const s of String(socket.handshake.query.symbols || '').split(',')) if (s) socket.join(s);
 });
 sim.start((symbol, json) => io.to([symbol, '*']).emit('tick', JSON.parse(json)));
-server.listen(args.port, '127.0.0.1', () => console.log(`socket.io listening on ${args.port}`));
+// Node's default accept backlog (511) overflows while the fan-out tool ramps up 2,000
+// connections/s and the loop is busy broadcasting: SYNs are dropped and retried after 1-3 s.
+server.listen({ port: args.port, host: '127.0.0.1', backlog: 4096 }, () => console.log(`socket.io listening on ${args.port}`));

@@ -35,4 +35,6 @@ sim.start((symbol, json) => {
   for (const ws of bySymbol.get(symbol)) ws.send(json);
   for (const ws of everything) ws.send(json);
 });
-server.listen(args.port, '127.0.0.1', () => console.log(`node-ws listening on ${args.port}`));
+// Node's default accept backlog (511) overflows while the fan-out tool ramps up 2,000
+// connections/s and the loop is busy broadcasting: SYNs are dropped and retried after 1-3 s.
+server.listen({ port: args.port, host: '127.0.0.1', backlog: 4096 }, () => console.log(`node-ws listening on ${args.port}`));
