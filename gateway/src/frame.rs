@@ -9,7 +9,7 @@
 /// Frame opcodes the server sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub(crate) enum Opcode {
+pub enum Opcode {
     /// A UTF-8 text message: every JSON message the server sends.
     Text = 0x1,
     /// Ends the connection; payload is a 2-byte code and a UTF-8 reason.
@@ -21,7 +21,7 @@ pub(crate) enum Opcode {
 }
 
 /// Appends the header of a final, unmasked frame whose payload is `len` bytes.
-pub(crate) fn write_header(out: &mut Vec<u8>, opcode: Opcode, len: usize) {
+pub fn write_header(out: &mut Vec<u8>, opcode: Opcode, len: usize) {
     let first = 0x80 | opcode as u8;
     // The three length encodings of §5.2: 7-bit, 16-bit after 126, 64-bit after 127.
     if len < 126 {
