@@ -29,11 +29,33 @@ use arc_swap::ArcSwapOption;
 #[derive(Debug)]
 pub enum Read<T> {
     /// The entry with exactly the requested stamp.
-    Found(Arc<T>),
+    Found(Held<T>),
     /// The stamp has not been written yet.
     NotYet,
     /// The stamp was overwritten by a newer entry: the reader fell behind.
     Overwritten,
+}
+
+/// An entry read from the ring. Holding it costs no reference-count traffic on the shared
+/// `Arc` (an `arc_swap` guard); [`Held::into_arc`] makes it an `Arc` when it must be kept.
+#[derive(Debug)]
+pub struct Held<T> {
+    guard: arc_swap::Guard<Option<Arc<T>>>,
+}
+
+impl<T> std::ops::Deref for Held<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.guard.as_ref().expect("a Held is only made from an occupied slot")
+    }
+}
+
+impl<T> Held<T> {
+    /// The entry as an `Arc`, to keep beyond the read.
+    pub fn into_arc(self) -> Arc<T> {
+        arc_swap::Guard::into_inner(self.guard).expect("a Held is only made from an occupied slot")
+    }
 }
 
 /// Slots allocated at once when the writer first reaches them.
@@ -107,9 +129,11 @@ impl<T> Ring<T> {
         if stamp >= self.next_stamp() {
             return Read::NotYet;
         }
-        match self.slot(stamp).and_then(ArcSwapOption::load_full) {
-            Some(entry) if (self.stamp_of)(&entry) == stamp => Read::Found(entry),
-            Some(entry) if (self.stamp_of)(&entry) > stamp => Read::Overwritten,
+        let Some(slot) = self.slot(stamp) else { return Read::NotYet };
+        let guard = slot.load();
+        match guard.as_deref().map(self.stamp_of) {
+            Some(found) if found == stamp => Read::Found(Held { guard }),
+            Some(found) if found > stamp => Read::Overwritten,
             // A slot older than `stamp` below `next` cannot happen (push stores before it
             // advances `next`); treat it as not yet visible rather than trusting it.
             _ => Read::NotYet,
@@ -123,7 +147,7 @@ impl<T> Ring<T> {
             return None;
         }
         match self.read(next - 1) {
-            Read::Found(entry) => Some(entry),
+            Read::Found(entry) => Some(entry.into_arc()),
             _ => None,
         }
     }

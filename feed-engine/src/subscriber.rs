@@ -357,7 +357,7 @@ impl Subscriber {
                 Read::Found(tick) if tick.position <= after => break true,
                 Read::Found(tick) => {
                     seq -= 1;
-                    missed.push(tick);
+                    missed.push(tick.into_arc());
                 }
                 // Evicted: complete only if the oldest tick we hold says nothing newer than
                 // `after` was evicted before it.
@@ -410,7 +410,7 @@ impl Subscriber {
         let mut replay = Vec::new();
         for seq in seen + 1..=last.seq {
             match state.history.read(seq) {
-                Read::Found(tick) => replay.push(tick),
+                Read::Found(tick) => replay.push(tick.into_arc()),
                 _ => {
                     self.queue_reset(state);
                     return;
