@@ -12,23 +12,12 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gateway::sse::write_tick_event;
 
 fn events(c: &mut Criterion) {
-    let engine = corpus::engine(16, 1024);
-    corpus::publish_all(&engine, &corpus::samples(256));
-    let ticks = corpus::last_ticks(&engine);
+    let (engine, ticks) = corpus::framing_ticks();
     let prefix = corpus::cursor_prefix(&engine);
     let mut group = c.benchmark_group("sse_event");
     group.throughput(Throughput::Elements(ticks.len() as u64));
+    corpus::bench_copy_only(&mut group, &ticks);
     let mut out = Vec::with_capacity(64 * 1024);
-
-    group.bench_function("copy_only", |b| {
-        b.iter(|| {
-            out.clear();
-            for tick in &ticks {
-                out.extend_from_slice(black_box(tick.json()));
-            }
-            black_box(out.len())
-        });
-    });
     for (name, snapshot, conflated) in [("live", false, false), ("snapshot", true, false), ("conflated", false, true)] {
         group.bench_function(name, |b| {
             b.iter(|| {

@@ -112,6 +112,30 @@ pub fn last_ticks(engine: &Engine) -> Vec<Arc<Tick>> {
     engine.snapshot(&[Selector::All])
 }
 
+/// The setup of every framing bench: an engine fed 256 seeded quotes and the newest tick of
+/// each symbol, to frame again and again.
+pub fn framing_ticks() -> (Engine, Vec<Arc<Tick>>) {
+    let engine = engine(16, 1024);
+    publish_all(&engine, &samples(256));
+    let ticks = last_ticks(&engine);
+    (engine, ticks)
+}
+
+/// The baseline of every framing bench, in its group: copying the shared JSON bytes and
+/// nothing else, so the framing's own cost is the difference.
+pub fn bench_copy_only(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, ticks: &[Arc<Tick>]) {
+    let mut out = Vec::with_capacity(64 * 1024);
+    group.bench_function("copy_only", |b| {
+        b.iter(|| {
+            out.clear();
+            for tick in ticks {
+                out.extend_from_slice(std::hint::black_box(tick.json()));
+            }
+            std::hint::black_box(out.len())
+        });
+    });
+}
+
 /// The engine's cursor without its position: what the gateway writes before each position
 /// in an SSE `id:` (the gateway derives it the same way, from a formatted cursor).
 pub fn cursor_prefix(engine: &Engine) -> String {
