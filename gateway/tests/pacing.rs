@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{connect, next_non_heartbeat, send, start_with, within, Server};
+use common::{connect, next_non_heartbeat, send, start_with, within, HttpStream, Server};
 use feed_engine::EngineConfig;
 use gateway::GatewayConfig;
 use serde_json::json;
@@ -75,6 +75,37 @@ async fn replies_to_ops_do_not_wait_for_the_coalescing_window() {
             }
         }
         assert!(asked.elapsed() < Duration::from_secs(4), "the pong waited for the window");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn coalesced_sse_events_all_arrive_once_and_in_order() {
+    within(async {
+        let server = coalescing_server(Duration::from_millis(50)).await;
+        let mut stream = HttpStream::get(&server, "/sse?symbols=P:*", "").await;
+        let publisher = {
+            let engine = server.engine.clone();
+            tokio::spawn(async move {
+                for i in 0..300u32 {
+                    engine.publish(&common::quote(if i % 2 == 0 { "P:A" } else { "P:B" }, f64::from(i))).unwrap();
+                    if i % 20 == 0 {
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                    }
+                }
+            })
+        };
+        let mut last_id = String::new();
+        for i in 0..300u32 {
+            let event = stream.next_event().await;
+            let tick = event.json();
+            assert_eq!(tick["price"].as_f64().unwrap(), f64::from(i), "publish order, nothing lost");
+            assert_eq!(tick["seq"].as_u64().unwrap(), u64::from(i / 2 + 1), "{tick}");
+            let id = event.id.expect("every event has an id");
+            assert_ne!(id, last_id);
+            last_id = id;
+        }
+        publisher.await.unwrap();
     })
     .await;
 }
