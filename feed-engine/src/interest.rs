@@ -8,8 +8,10 @@
 //! `*` that are actually waiting.
 //!
 //! Lists are copy-on-write (`arc_swap`): the publisher loads them without a lock. Lists are
-//! created under a mutex that subscribers take when they subscribe and the publisher takes
-//! only on a symbol's first tick, to share the same list objects.
+//! created, joined and left under a mutex that subscribers take when they subscribe or
+//! unsubscribe and the publisher takes only on a symbol's first appearance, to share the
+//! same list objects. A list left empty for a symbol or venue the engine does not know is
+//! dropped, so clients subscribing to made-up names cannot grow the maps without bound.
 //!
 //! Lost wake-ups are impossible by a store-buffer argument: a waiting subscriber sets
 //! `waiting`, then (SeqCst fence) checks the ring; the publisher advances the ring, then
@@ -26,7 +28,7 @@ use std::{
 use arc_swap::ArcSwap;
 use futures_util::task::AtomicWaker;
 
-use crate::{pattern::Selector, symbol};
+use crate::{pattern::Selector, registry::Registry, symbol};
 
 /// One subscriber's wake-up handle.
 #[derive(Debug, Default)]
@@ -95,13 +97,51 @@ impl Interest {
         self.maps.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The list a selector's subscribers wait in.
-    pub(crate) fn list_for(&self, selector: &Selector) -> Arc<WakeList> {
-        match selector {
+    /// Puts `slot` in the list of `selector`; returns the list, to leave it later.
+    pub(crate) fn join(&self, selector: &Selector, slot: &Arc<WakeSlot>) -> Arc<WakeList> {
+        // Under the lock, so that `leave` never drops a list someone is about to join.
+        let mut maps = self.maps();
+        let list = match selector {
             Selector::All => Arc::clone(&self.all),
-            Selector::Venue(venue) => get_or_create(&mut self.maps().venue, venue),
-            Selector::Exact(name) => get_or_create(&mut self.maps().exact, name),
+            Selector::Venue(venue) => get_or_create(&mut maps.venue, venue),
+            Selector::Exact(name) => get_or_create(&mut maps.exact, name),
+        };
+        add(&list, slot);
+        list
+    }
+
+    /// Takes `slot` out of the list `join` returned for `selector`, and forgets the list if
+    /// it is now empty and names nothing the engine knows.
+    pub(crate) fn leave(&self, selector: &Selector, list: &WakeList, slot: &Arc<WakeSlot>, registry: &Registry) {
+        let mut maps = self.maps();
+        remove(list, slot);
+        if !list.load().is_empty() {
+            return;
         }
+        // Loaded under the lock: a publisher registers a symbol before it takes this lock to
+        // fetch the symbol's lists, so a symbol it is about to use is already in the table.
+        let table = registry.load();
+        match selector {
+            Selector::All => {}
+            Selector::Exact(name) => {
+                if table.get(name).is_none() {
+                    maps.exact.remove(&**name);
+                }
+            }
+            Selector::Venue(venue) => {
+                let known = table.symbols.iter().any(|s| symbol::venue_of(&s.name) == Some(&**venue));
+                if !known {
+                    maps.venue.remove(&**venue);
+                }
+            }
+        }
+    }
+
+    /// How many per-symbol and per-venue lists exist (for tests of the bound).
+    #[cfg(test)]
+    fn list_count(&self) -> usize {
+        let maps = self.maps();
+        maps.exact.len() + maps.venue.len()
     }
 
     /// The lists a new symbol's ticks wake (called once per symbol, by the publisher).
@@ -126,7 +166,7 @@ impl Interest {
 }
 
 /// Adds a slot to a list.
-pub(crate) fn join(list: &WakeList, slot: &Arc<WakeSlot>) {
+fn add(list: &WakeList, slot: &Arc<WakeSlot>) {
     list.rcu(|slots| {
         let mut slots = Vec::clone(slots);
         slots.push(Arc::clone(slot));
@@ -135,6 +175,37 @@ pub(crate) fn join(list: &WakeList, slot: &Arc<WakeSlot>) {
 }
 
 /// Removes a slot from a list.
-pub(crate) fn leave(list: &WakeList, slot: &Arc<WakeSlot>) {
+fn remove(list: &WakeList, slot: &Arc<WakeSlot>) {
     list.rcu(|slots| slots.iter().filter(|s| !Arc::ptr_eq(s, slot)).cloned().collect::<Vec<_>>());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_of_unknown_names_are_forgotten_when_left() {
+        let interest = Interest::default();
+        let table = Registry::default();
+        let slot = Arc::new(WakeSlot::default());
+        for i in 0..1_000 {
+            for text in [format!("MADEUP:{i}"), format!("V{i}:*")] {
+                let selector = Selector::parse(&text).expect("valid");
+                let list = interest.join(&selector, &slot);
+                interest.leave(&selector, &list, &slot, &table);
+            }
+        }
+        assert_eq!(interest.list_count(), 0);
+    }
+
+    #[test]
+    fn a_list_still_joined_is_kept() {
+        let interest = Interest::default();
+        let (a, b) = (Arc::new(WakeSlot::default()), Arc::new(WakeSlot::default()));
+        let selector = Selector::parse("X").expect("valid");
+        let list_a = interest.join(&selector, &a);
+        let _list_b = interest.join(&selector, &b);
+        interest.leave(&selector, &list_a, &a, &Registry::default());
+        assert_eq!(interest.list_count(), 1);
+    }
 }

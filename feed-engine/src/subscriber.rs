@@ -20,7 +20,7 @@ use std::{
 
 use crate::{
     engine::{Shared, SlowConsumer},
-    interest::{self, WakeList, WakeSlot},
+    interest::{WakeList, WakeSlot},
     pattern::Selector,
     registry::{SymbolState, Table},
     ring::Read,
@@ -167,8 +167,7 @@ impl Subscriber {
         for s in selectors {
             if !self.filter.selectors.contains(s) {
                 self.filter.selectors.push(s.clone());
-                let list = self.shared.interest.list_for(s);
-                interest::join(&list, &self.slot);
+                let list = self.shared.interest.join(s, &self.slot);
                 self.joined.push((s.clone(), list));
             }
         }
@@ -201,11 +200,11 @@ impl Subscriber {
     /// match is sent afterwards.
     pub fn unsubscribe(&mut self, selectors: &[Selector]) {
         self.filter.selectors.retain(|s| !selectors.contains(s));
-        let slot = &self.slot;
+        let (slot, shared) = (&self.slot, &self.shared);
         self.joined.retain(|(selector, list)| {
             let removed = selectors.contains(selector);
             if removed {
-                interest::leave(list, slot);
+                shared.interest.leave(selector, list, slot, &shared.registry);
             }
             !removed
         });
@@ -452,8 +451,8 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
-        for (_, list) in &self.joined {
-            interest::leave(list, &self.slot);
+        for (selector, list) in &self.joined {
+            self.shared.interest.leave(selector, list, &self.slot, &self.shared.registry);
         }
         self.shared.subscribers.fetch_sub(1, Ordering::Relaxed);
     }

@@ -94,3 +94,19 @@ fn a_quiet_subscriber_skipping_unrelated_traffic_is_not_a_slow_consumer() {
     publish(&engine, "QUIET", 1);
     assert_eq!(drain(&mut quiet).1, Drain::Lagged);
 }
+
+#[test]
+fn a_symbol_subscribed_again_after_everyone_left_still_wakes() {
+    let engine = engine(16, 1024, SlowConsumer::Conflate);
+    drop(subscribed(&engine, "LATE,LATEVENUE:*"));
+    let sub = subscribed(&engine, "LATE,LATEVENUE:*");
+    let wakes = Arc::new(CountingWaker::default());
+    assert!(!poll_ready(&sub, &wakes));
+    publish(&engine, "LATE", 1);
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+    let mut sub = sub;
+    drain(&mut sub);
+    assert!(!poll_ready(&sub, &wakes));
+    publish(&engine, "LATEVENUE:X", 1);
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 2);
+}
