@@ -19,6 +19,24 @@ fn fast(path: std::path::PathBuf) -> ReplayConfig {
     ReplayConfig { speed: 0.0, ..ReplayConfig::new(path) }
 }
 
+/// Replays with `config` and returns when each of the first `count` ticks reached a
+/// subscriber, measured from the start of the replay.
+async fn arrival_times(config: ReplayConfig, count: usize) -> Vec<Duration> {
+    let engine = engine(1024);
+    let mut subscriber = subscribe_all(&engine);
+    let start = Instant::now();
+    let replay =
+        tokio::spawn(replay::run(engine.clone(), config, CancellationToken::new(), Arc::new(IngestStats::default())));
+    let mut arrivals = Vec::new();
+    each_tick(&mut subscriber, |_| {
+        arrivals.push(start.elapsed());
+        arrivals.len() < count
+    })
+    .await;
+    replay.await.expect("task").expect("replay");
+    arrivals
+}
+
 #[tokio::test]
 async fn fixture_at_speed_zero_publishes_every_row_in_order() {
     within(async {
@@ -52,22 +70,7 @@ async fn speed_one_keeps_the_recorded_gaps() {
         let csv = "ts,symbol,price\n\
                    1000000000,A,1\n1200000000,A,2\n1400000000,A,3\n1600000000,A,4\n";
         let path = scratch_file("paced.csv", csv.as_bytes());
-        let engine = engine(1024);
-        let mut subscriber = subscribe_all(&engine);
-        let start = Instant::now();
-        let replay = tokio::spawn(replay::run(
-            engine.clone(),
-            ReplayConfig::new(path),
-            CancellationToken::new(),
-            Arc::new(IngestStats::default()),
-        ));
-        let mut arrivals = Vec::new();
-        each_tick(&mut subscriber, |_| {
-            arrivals.push(start.elapsed());
-            arrivals.len() < 4
-        })
-        .await;
-        replay.await.expect("task").expect("replay");
+        let arrivals = arrival_times(ReplayConfig::new(path), 4).await;
         let total = arrivals[3] - arrivals[0];
         assert!(total >= Duration::from_millis(580), "paced too fast: {total:?}");
         assert!(total < Duration::from_secs(3), "paced far too slow: {total:?}");
@@ -83,23 +86,7 @@ async fn speed_two_halves_the_gaps() {
     within(async {
         let csv = "symbol,ts,price\nA,0,1\nA,200000000,2\nA,400000000,3\nA,600000000,4\n";
         let path = scratch_file("double.csv", csv.as_bytes());
-        let engine = engine(1024);
-        let mut subscriber = subscribe_all(&engine);
-        let start = Instant::now();
-        let config = ReplayConfig { speed: 2.0, ..ReplayConfig::new(path) };
-        let replay = tokio::spawn(replay::run(
-            engine.clone(),
-            config,
-            CancellationToken::new(),
-            Arc::new(IngestStats::default()),
-        ));
-        let mut arrivals = Vec::new();
-        each_tick(&mut subscriber, |_| {
-            arrivals.push(start.elapsed());
-            arrivals.len() < 4
-        })
-        .await;
-        replay.await.expect("task").expect("replay");
+        let arrivals = arrival_times(ReplayConfig { speed: 2.0, ..ReplayConfig::new(path) }, 4).await;
         let total = arrivals[3] - arrivals[0];
         assert!(total >= Duration::from_millis(280), "paced too fast: {total:?}");
         assert!(total < Duration::from_millis(580), "not faster than speed 1: {total:?}");
