@@ -185,7 +185,10 @@ impl Engine {
             return Err(Error::BadSymbol(symbol.to_owned()));
         }
         let mut state = self.lock_publisher();
-        self.entry(&mut state, symbol);
+        if !state.symbols.contains_key(symbol) {
+            let (name, entry) = self.new_entry(symbol);
+            state.symbols.insert(name, entry);
+        }
         Ok(())
     }
 
@@ -195,18 +198,14 @@ impl Engine {
         self.shared.publisher.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The publisher's entry for `symbol`, created on first use.
-    fn entry<'s>(&self, state: &'s mut PublishState, symbol: &str) -> &'s mut PublishedSymbol {
-        if !state.symbols.contains_key(symbol) {
-            let name: Arc<str> = symbol.into();
-            let symbol_state = self.shared.registry.add(Arc::clone(&name), self.shared.config.history);
-            // The one place the publisher takes a lock subscribers also take (briefly, when
-            // they subscribe): a symbol's first appearance, to share its wake lists.
-            let lists = Arc::new(self.shared.interest.lists_for_symbol(&name));
-            let entry = PublishedSymbol { state: symbol_state, lists, next_seq: 1, last_position: 0 };
-            state.symbols.insert(Arc::clone(&name), entry);
-        }
-        state.symbols.get_mut(symbol).expect("inserted above when missing")
+    /// The publisher's entry for a symbol seen for the first time.
+    fn new_entry(&self, symbol: &str) -> (Arc<str>, PublishedSymbol) {
+        let name: Arc<str> = symbol.into();
+        let state = self.shared.registry.add(Arc::clone(&name), self.shared.config.history);
+        // The one place the publisher takes a lock subscribers also take (briefly, when they
+        // subscribe): a symbol's first appearance, to share its wake lists.
+        let lists = Arc::new(self.shared.interest.lists_for_symbol(&name));
+        (name, PublishedSymbol { state, lists, next_seq: 1, last_position: 0 })
     }
 
     fn publish_quiet(&self, quote: &Quote<'_>) -> Result<(Published, Arc<SymbolLists>), Error> {
@@ -217,7 +216,14 @@ impl Engine {
         let ts_us = now_us();
         let mut state = self.lock_publisher();
         let position = state.next_position;
-        let entry = self.entry(&mut state, quote.symbol);
+        // One hash lookup per tick; the insert path runs once per symbol.
+        let entry = match state.symbols.get_mut(quote.symbol) {
+            Some(entry) => entry,
+            None => {
+                let (name, entry) = self.new_entry(quote.symbol);
+                state.symbols.entry(name).or_insert(entry)
+            }
+        };
         let seq = entry.next_seq;
         let tick = Arc::new(Tick::encode(
             quote,
