@@ -3,12 +3,8 @@
 
 mod common;
 
-use common::{drain, engine, publish, quote, seqs_of, Seen};
-use feed_engine::{Drain, Resume, Selector, SlowConsumer};
-
-fn sel(text: &str) -> Vec<Selector> {
-    Selector::parse_list(text).expect("valid selectors")
-}
+use common::{drain, engine, publish, quote, sel, seqs_of, Seen};
+use feed_engine::{Drain, Resume, SlowConsumer};
 
 #[test]
 fn snapshot_comes_first_then_live_ticks_continue_its_seq() {

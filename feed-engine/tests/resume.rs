@@ -3,12 +3,8 @@
 
 mod common;
 
-use common::{drain, engine, publish, seqs_of, Seen};
-use feed_engine::{Resume, Selector, SlowConsumer};
-
-fn sel(text: &str) -> Vec<Selector> {
-    Selector::parse_list(text).expect("valid selectors")
-}
+use common::{drain, engine, publish, sel, seqs_of, Seen};
+use feed_engine::{Resume, SlowConsumer};
 
 #[test]
 fn resume_by_seq_replays_exactly_the_missed_ticks() {

@@ -1,7 +1,7 @@
 //! Helpers shared by the engine's integration tests.
 #![allow(dead_code)]
 
-use feed_engine::{Drain, Engine, EngineConfig, Event, Quote, SlowConsumer, Subscriber};
+use feed_engine::{Drain, Engine, EngineConfig, Event, Quote, Selector, SlowConsumer, Subscriber};
 
 /// What a client would see, flattened for assertions.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,4 +50,9 @@ pub fn seqs_of(seen: &[Seen], symbol: &str) -> Vec<u64> {
             _ => None,
         })
         .collect()
+}
+
+/// Parses a comma-separated list of symbols and patterns.
+pub fn sel(text: &str) -> Vec<Selector> {
+    Selector::parse_list(text).expect("valid selectors")
 }
