@@ -55,10 +55,66 @@ pub struct Cli {
     #[arg(long, env = "TICKFEED_STDIN")]
     pub stdin: bool,
 
-    /// Accept JSON-lines ticks from publishers on this TCP address (several at once).
-    /// Keep it on loopback: any peer that can connect can publish.
-    #[arg(long, env = "TICKFEED_INGEST_TCP")]
+    /// Accept JSON-lines ticks from publishers on this TCP address (several at once); a
+    /// bare port means 127.0.0.1:PORT. An address other than loopback needs
+    /// --publisher-token: anyone who can connect could publish.
+    #[arg(long, env = "TICKFEED_INGEST_TCP", value_parser = parse_ingest_addr)]
     pub ingest_tcp: Option<SocketAddr>,
+
+    /// Secret every --ingest-tcp publisher must send first, as the line `AUTH <token>`
+    /// (printable ASCII without spaces, at most 256 bytes); others get `ERR unauthorized`
+    /// and are closed. Required when --ingest-tcp is not on loopback.
+    #[arg(long, env = "TICKFEED_PUBLISHER_TOKEN", hide_env_values = true, requires = "ingest_tcp")]
+    pub publisher_token: Option<String>,
+
+    /// TLS certificate chain, PEM, leaf first: the gateway serves https:// and wss://
+    /// itself. Needs --tls-key.
+    #[arg(long, env = "TICKFEED_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key of --tls-cert, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "TICKFEED_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Milliseconds a new connection has for its TLS handshake and first request head
+    /// (WebSocket upgrades included); a client that takes longer is dropped.
+    #[arg(long, env = "TICKFEED_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub handshake_timeout_ms: u64,
+
+    /// Milliseconds a keep-alive HTTP connection may wait for its next request before it
+    /// is closed (streams in progress and WebSockets are not idle).
+    #[arg(long, env = "TICKFEED_IDLE_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub idle_timeout_ms: u64,
+
+    /// Require a JWT signed with this HS256 secret on /ws, /sse and /snapshot (header
+    /// `Authorization: Bearer <token>` or `?token=`). Its `symbols` claim limits what the
+    /// holder may subscribe to. Off when neither this nor --jwt-public-key is given.
+    #[arg(long, env = "TICKFEED_JWT_SECRET", hide_env_values = true, group = "jwt_key", conflicts_with = "jwt_public_key")]
+    pub jwt_secret: Option<String>,
+
+    /// Require a JWT verified with this public key, a PEM file (`BEGIN PUBLIC KEY`): an RSA
+    /// key accepts RS256 tokens, an EC P-256 key ES256 tokens. Checked at startup.
+    #[arg(long, env = "TICKFEED_JWT_PUBLIC_KEY", value_name = "PEM_FILE", group = "jwt_key", conflicts_with = "jwt_secret")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Accept only tokens whose `aud` claim contains this (not checked when absent).
+    #[arg(long, env = "TICKFEED_JWT_AUDIENCE", requires = "jwt_key")]
+    pub jwt_audience: Option<String>,
+
+    /// Accept only tokens whose `iss` claim is this (not checked when absent).
+    #[arg(long, env = "TICKFEED_JWT_ISSUER", requires = "jwt_key")]
+    pub jwt_issuer: Option<String>,
+
+    /// Clock difference tolerated on a token's `exp` and `nbf`, in seconds (at most 5). A
+    /// connection whose token expires is closed this long after `exp`.
+    #[arg(long, env = "TICKFEED_JWT_LEEWAY_S", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=5))]
+    pub jwt_leeway_s: u64,
+
+    /// An origin allowed to open /ws and /sse from a browser, e.g. https://app.example.com;
+    /// repeat the flag (or separate with commas) for several. Without it any origin may.
+    /// Clients that send no Origin header (not browsers) are always allowed.
+    #[arg(long, env = "TICKFEED_ALLOWED_ORIGIN", value_name = "ORIGIN", value_delimiter = ',', value_parser = parse_origin)]
+    pub allowed_origin: Vec<String>,
 
     /// What happens to a client that cannot keep up: keep only the newest tick per symbol
     /// for it, flagged `conflated` (default), or close it with code 4000.
@@ -109,9 +165,41 @@ pub struct Cli {
     #[arg(long, env = "TICKFEED_MAX_COALESCE_MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=1_000))]
     pub max_coalesce_ms: u64,
 
+    /// Also serve a WebSocket echo at /ws-echo, for the WebSocket conformance tests
+    /// (scripts/autobahn). Testing only: the route carries no ticks and echoes anything.
+    #[arg(long, env = "TICKFEED_CONFORMANCE_ECHO")]
+    pub conformance_echo: bool,
+
     /// Log format on stderr. `RUST_LOG` overrides the default level (info).
     #[arg(long, env = "TICKFEED_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+}
+
+/// Why the --jwt-* flags cannot be used. The messages name the flag and the file, never
+/// the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    /// The --jwt-public-key file cannot be read.
+    #[error("--jwt-public-key {}: cannot read it: {source}", path.display())]
+    Read {
+        /// The file as given.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The --jwt-public-key file holds no usable public key.
+    #[error("--jwt-public-key {}: {source}", path.display())]
+    PublicKey {
+        /// The file as given.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: gateway::KeyError,
+    },
+    /// The --jwt-secret cannot be used.
+    #[error("--jwt-secret: {0}")]
+    Secret(#[source] gateway::KeyError),
 }
 
 /// `--replay-format`.
@@ -163,6 +251,30 @@ fn parse_rate(text: &str) -> Result<f64, String> {
     }
 }
 
+/// `HOST:PORT`, or a bare `PORT` on loopback.
+fn parse_ingest_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse().map_err(|_| format!("{text:?} is neither HOST:PORT (an IP address) nor a port"))
+}
+
+/// `scheme://host[:port]`, as browsers send it in `Origin` (a trailing `/` is dropped).
+fn parse_origin(text: &str) -> Result<String, String> {
+    let origin = text.trim().trim_end_matches('/');
+    let valid = origin.split_once("://").is_some_and(|(scheme, host)| {
+        !scheme.is_empty()
+            && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+            && !host.is_empty()
+            && !host.bytes().any(|b| b"/?#@ ".contains(&b) || b.is_ascii_control())
+    });
+    if valid {
+        Ok(origin.to_owned())
+    } else {
+        Err(format!("{text:?} is not an origin like https://app.example.com or http://localhost:3000"))
+    }
+}
+
 fn parse_speed(text: &str) -> Result<f64, String> {
     let speed: f64 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
     if speed.is_finite() && speed >= 0.0 {
@@ -204,8 +316,69 @@ impl Cli {
             heartbeat: Duration::from_millis(self.heartbeat_ms),
             write_budget_per_s: self.write_budget,
             max_coalesce: Duration::from_millis(self.max_coalesce_ms),
+            allowed_origins: self.allowed_origin.clone(),
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            conformance_echo: self.conformance_echo,
             ..gateway::GatewayConfig::default()
         }
+    }
+
+    /// The JWT settings of --jwt-secret or --jwt-public-key (the PEM file read and its key
+    /// checked now) with --jwt-audience, --jwt-issuer and --jwt-leeway-s; `None` without a
+    /// key: authentication is off.
+    ///
+    /// # Errors
+    /// An unreadable or unusable key file, or an empty secret, naming the flag.
+    pub fn auth_config(&self) -> Result<Option<gateway::AuthConfig>, AuthSetupError> {
+        let key = match (&self.jwt_secret, &self.jwt_public_key) {
+            (Some(secret), _) => gateway::JwtKey::hs256_secret(secret.as_bytes()).map_err(AuthSetupError::Secret)?,
+            (None, Some(path)) => {
+                let pem = std::fs::read(path).map_err(|source| AuthSetupError::Read { path: path.clone(), source })?;
+                gateway::JwtKey::from_public_key_pem(&pem)
+                    .map_err(|source| AuthSetupError::PublicKey { path: path.clone(), source })?
+            }
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(gateway::AuthConfig {
+            audience: self.jwt_audience.clone(),
+            issuer: self.jwt_issuer.clone(),
+            leeway: Duration::from_secs(self.jwt_leeway_s),
+            ..gateway::AuthConfig::new(key)
+        }))
+    }
+
+    /// The TLS configuration of --tls-cert and --tls-key, read and checked now; `None`
+    /// without them (clap makes them come together).
+    ///
+    /// # Errors
+    /// The file that cannot be read, or what is wrong with the certificate or key.
+    pub fn tls_config(&self) -> Result<Option<gateway::TlsConfig>, gateway::Error> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => gateway::TlsConfig::from_pem_files(cert, key).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The --ingest-tcp address and its publisher token, checked: an address other than
+    /// loopback needs a token.
+    ///
+    /// # Errors
+    /// [`ingest::Error::InvalidConfig`] for a non-loopback address without a token, or an
+    /// unusable token (the message never contains the token).
+    pub fn ingest_tcp(&self) -> Result<Option<(SocketAddr, Option<ingest::publisher::PublisherToken>)>, ingest::Error> {
+        let Some(addr) = self.ingest_tcp else { return Ok(None) };
+        let token = self.publisher_token.clone().map(ingest::publisher::PublisherToken::new).transpose()?;
+        if token.is_none() && !addr.ip().is_loopback() {
+            return Err(ingest::Error::InvalidConfig {
+                setting: "ingest-tcp",
+                reason: format!(
+                    "{addr} is not a loopback address, so anyone who can reach it could publish ticks: \
+                     give --publisher-token (or TICKFEED_PUBLISHER_TOKEN), or listen on 127.0.0.1"
+                ),
+            });
+        }
+        Ok(Some((addr, token)))
     }
 
     /// The simulator's settings (defaults for flags not given).
@@ -270,6 +443,88 @@ mod tests {
     }
 
     #[test]
+    fn ingest_tcp_off_loopback_needs_a_publisher_token() {
+        let cli = Cli::try_parse_from(["tickfeed", "--ingest-tcp", "0.0.0.0:9000"]).expect("parse");
+        let error = cli.ingest_tcp().expect_err("no token");
+        assert!(error.to_string().contains("--publisher-token"), "{error}");
+        let cli = Cli::try_parse_from(["tickfeed", "--ingest-tcp", "0.0.0.0:9000", "--publisher-token", "t0ken"])
+            .expect("parse");
+        let (addr, token) = cli.ingest_tcp().expect("token given").expect("enabled");
+        assert_eq!((addr.to_string().as_str(), token.is_some()), ("0.0.0.0:9000", true));
+    }
+
+    #[test]
+    fn ingest_tcp_with_a_bare_port_listens_on_loopback_and_may_still_require_a_token() {
+        let cli = Cli::try_parse_from(["tickfeed", "--ingest-tcp", "9000"]).expect("parse");
+        let (addr, token) = cli.ingest_tcp().expect("loopback needs no token").expect("enabled");
+        assert_eq!((addr.to_string().as_str(), token), ("127.0.0.1:9000", None));
+        let cli = Cli::try_parse_from(["tickfeed", "--ingest-tcp", "9000", "--publisher-token", "t0ken"]).expect("parse");
+        assert!(cli.ingest_tcp().expect("valid").expect("enabled").1.is_some());
+    }
+
+    #[test]
+    fn an_unusable_publisher_token_is_refused_without_being_echoed() {
+        let cli = Cli::try_parse_from(["tickfeed", "--ingest-tcp", "9000", "--publisher-token", "two words"])
+            .expect("parse");
+        let error = cli.ingest_tcp().expect_err("space in token");
+        assert!(!error.to_string().contains("two words"), "{error}");
+    }
+
+    #[test]
+    fn tls_and_publisher_flags_need_their_partners() {
+        for args in [
+            &["tickfeed", "--tls-cert", "cert.pem"][..],
+            &["tickfeed", "--tls-key", "key.pem"],
+            &["tickfeed", "--publisher-token", "t0ken"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+        let cli = Cli::try_parse_from(["tickfeed", "--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem"])
+            .expect("parse");
+        let error = cli.tls_config().expect_err("unreadable");
+        assert!(error.to_string().contains("/nonexistent/c.pem"), "{error}");
+    }
+
+    #[test]
+    fn jwt_flags_build_the_auth_config_and_need_a_key() {
+        let cli = Cli::try_parse_from(["tickfeed"]).expect("parse");
+        assert_eq!(cli.auth_config().expect("no key"), None);
+        let cli = Cli::try_parse_from(["tickfeed", "--jwt-secret", "s3cret", "--jwt-audience", "feed"]).expect("parse");
+        let auth = cli.auth_config().expect("valid").expect("on");
+        assert_eq!((auth.key.algorithm_name(), auth.audience.as_deref()), ("HS256", Some("feed")));
+        assert_eq!(auth.leeway, Duration::from_secs(5));
+        for args in [
+            &["tickfeed", "--jwt-secret", "a", "--jwt-public-key", "k.pem"][..],
+            &["tickfeed", "--jwt-audience", "feed"],
+            &["tickfeed", "--jwt-issuer", "me"],
+            &["tickfeed", "--jwt-secret", "a", "--jwt-leeway-s", "6"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+        let cli = Cli::try_parse_from(["tickfeed", "--jwt-public-key", "/nonexistent/key.pem"]).expect("parse");
+        let error = cli.auth_config().expect_err("unreadable");
+        assert!(error.to_string().contains("/nonexistent/key.pem"), "{error}");
+        let cli = Cli::try_parse_from(["tickfeed", "--jwt-secret", ""]).expect("parse");
+        assert!(cli.auth_config().is_err());
+    }
+
+    #[test]
+    fn allowed_origins_repeat_or_split_on_commas_and_must_be_origins() {
+        let cli = Cli::try_parse_from([
+            "tickfeed",
+            "--allowed-origin",
+            "https://a.example",
+            "--allowed-origin",
+            "http://localhost:3000/,https://b.example",
+        ])
+        .expect("parse");
+        assert_eq!(cli.gateway_config().allowed_origins, ["https://a.example", "http://localhost:3000", "https://b.example"]);
+        for bad in ["a.example", "https://a.example/path", "https://", "://a.example"] {
+            assert!(Cli::try_parse_from(["tickfeed", "--allowed-origin", bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn bad_values_are_refused_with_a_message() {
         for args in [
             &["tickfeed", "--sim-rate", "-1"][..],
@@ -277,6 +532,9 @@ mod tests {
             &["tickfeed", "--history", "1"],
             &["tickfeed", "--listen", "nowhere"],
             &["tickfeed", "--slow-consumer", "sometimes"],
+            &["tickfeed", "--ingest-tcp", "localhost:9000"],
+            &["tickfeed", "--handshake-timeout-ms", "0"],
+            &["tickfeed", "--idle-timeout-ms", "0"],
         ] {
             let err = Cli::try_parse_from(args).expect_err("must be refused");
             assert!(!err.to_string().is_empty());

@@ -24,6 +24,10 @@ enum StartError {
     Ingest(#[from] ingest::Error),
     #[error("gateway failed: {0}")]
     Gateway(#[from] gateway::Error),
+    #[error("--tls-cert/--tls-key: {0}")]
+    Tls(#[source] gateway::Error),
+    #[error(transparent)]
+    Auth(#[from] cli::AuthSetupError),
 }
 
 fn main() -> ExitCode {
@@ -65,9 +69,14 @@ async fn run(cli: Cli) -> Result<(), StartError> {
 
     // Bind and open everything that can fail before anything starts, so a bad flag is a
     // clear error at startup rather than a half-running feed.
+    let tls = cli.tls_config().map_err(StartError::Tls)?;
+    let auth = cli.auth_config()?;
+    let ingest_tcp = cli.ingest_tcp()?;
     let listener = TcpListener::bind(cli.listen).await.map_err(|source| StartError::Listen { addr: cli.listen, source })?;
-    let ingest_listener = match cli.ingest_tcp {
-        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?),
+    let ingest_listener = match ingest_tcp {
+        Some((addr, token)) => {
+            Some((TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?, token))
+        }
         None => None,
     };
     let replay = match cli.replay_config() {
@@ -80,7 +89,8 @@ async fn run(cli: Cli) -> Result<(), StartError> {
     }
 
     let local = listener.local_addr().map_err(|source| StartError::Listen { addr: cli.listen, source })?;
-    info!(addr = %local, epoch = engine.epoch(), "tickfeed listening on http://{local}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!(addr = %local, epoch = engine.epoch(), "tickfeed listening on {scheme}://{local}");
 
     let simulator = sim_config
         .map(|config| ingest::simulator::spawn(engine.clone(), config, shutdown.child_token(), Arc::clone(&stats)));
@@ -96,23 +106,21 @@ async fn run(cli: Cli) -> Result<(), StartError> {
         let ts_unit = cli.ts_unit();
         sources.spawn(ingest::stream::run_stdin(engine.clone(), ts_unit, shutdown.child_token(), Arc::clone(&stats)));
     }
-    if let Some(listener) = ingest_listener {
+    if let Some((listener, publisher_token)) = ingest_listener {
         if let Ok(addr) = listener.local_addr() {
-            if !addr.ip().is_loopback() {
-                warn!(%addr, "ingest TCP listener is not on loopback: anyone who can reach it can publish ticks");
-            }
-            info!(%addr, "accepting JSON-lines publishers");
+            info!(%addr, authenticated = publisher_token.is_some(), "accepting JSON-lines publishers");
         }
         let (engine, ts_unit, token, stats) = (engine.clone(), cli.ts_unit(), shutdown.child_token(), Arc::clone(&stats));
         sources.spawn(async move {
-            if let Err(err) = ingest::stream::run_tcp(engine, listener, ts_unit, token, stats).await {
+            if let Err(err) = ingest::stream::run_tcp(engine, listener, ts_unit, publisher_token, token, stats).await {
                 error!(error = %err, "ingest TCP listener stopped");
             }
         });
     }
     sources.close();
 
-    let serving = tokio::spawn(gateway::serve(listener, engine, cli.gateway_config(), shutdown.child_token()));
+    let gateway_config = gateway::GatewayConfig { tls, auth, ..cli.gateway_config() };
+    let serving = tokio::spawn(gateway::serve(listener, engine, gateway_config, shutdown.child_token()));
     tokio::pin!(serving);
     tokio::select! {
         () = shutdown_signal() => info!("shutting down"),

@@ -17,6 +17,8 @@ const FLAGS: &[&str] = &[
     "--ts-unit", "--replay-format", "--ingest-tcp", "--stdin", "--slow-consumer", "--history",
     "--heartbeat-ms", "--max-message-bytes", "--max-subscriptions", "--max-ops-per-sec",
     "--max-connections", "--max-connections-per-ip", "--bus-capacity", "--log-format", "--write-budget", "--max-coalesce-ms",
+    "--tls-cert", "--tls-key", "--handshake-timeout-ms", "--idle-timeout-ms", "--publisher-token",
+    "--jwt-secret", "--jwt-public-key", "--jwt-audience", "--jwt-issuer", "--jwt-leeway-s", "--allowed-origin",
 ];
 
 #[test]
@@ -158,4 +160,127 @@ async fn replayed_file_is_served_over_sse() {
         Err(err) => eprintln!("skipping the curl part: curl is not available ({err})"),
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn tls_cert_without_tls_key_is_refused() {
+    let output = Command::new(env!("CARGO_BIN_EXE_tickfeed")).args(["--tls-cert", "cert.pem"]).output().expect("runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--tls-key"));
+}
+
+#[test]
+fn unreadable_tls_files_exit_non_zero_naming_the_file() {
+    let output = Command::new(env!("CARGO_BIN_EXE_tickfeed"))
+        .args(["--listen", "127.0.0.1:0", "--tls-cert", "/definitely/not/cert.pem", "--tls-key", "/definitely/not/key.pem"])
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/definitely/not/cert.pem"));
+}
+
+#[test]
+fn ingest_tcp_off_loopback_without_a_publisher_token_fails_at_startup() {
+    let output = Command::new(env!("CARGO_BIN_EXE_tickfeed"))
+        .args(["--listen", "127.0.0.1:0", "--ingest-tcp", "0.0.0.0:0"])
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not a loopback address") && stderr.contains("--publisher-token"), "{stderr}");
+}
+
+#[tokio::test]
+async fn tls_flags_serve_https_health() {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio_rustls::rustls::{self, pki_types::ServerName, ClientConfig, RootCertStore};
+
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("tickfeed-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, generated.cert.pem()).expect("write cert");
+    std::fs::write(&key, generated.key_pair.serialize_pem()).expect("write key");
+
+    let server = Server::start(
+        &["--sim-rate", "0", "--tls-cert", cert.to_str().expect("utf8 path"), "--tls-key", key.to_str().expect("utf8 path")],
+        &[],
+    );
+    assert!(server.https, "the listening line says https://");
+
+    let mut roots = RootCertStore::empty();
+    roots.add(generated.cert.der().clone()).expect("root");
+    let config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("defaults")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.expect("connect");
+    let name = ServerName::try_from("localhost").expect("name");
+    let mut tls = tokio::time::timeout(WAIT, tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp))
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+    tls.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.expect("send");
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, tls.read_to_string(&mut response)).await.expect("answer in time").expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"status\":\"ok\""), "{response}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn jwt_secret_turns_auth_on_a_tokenless_websocket_gets_401_and_health_stays_open() {
+    let server = Server::start(&["--sim-rate", "0", "--jwt-secret", "binary-test-secret"], &[]);
+    match tokio_tungstenite::connect_async(server.ws_url("/ws?symbols=*")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 401);
+            let body: Value = serde_json::from_slice(response.body().as_deref().unwrap_or_default()).expect("JSON body");
+            assert_eq!(body["code"], "unauthorized", "{body}");
+        }
+        other => panic!("expected a 401, got {other:?}"),
+    }
+    let (status, _) = http_get(server.addr, "/health").await;
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn an_invalid_jwt_public_key_fails_at_startup_naming_the_flag_and_the_problem() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("tickfeed-jwt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let garbage = dir.join("not-a-key.pem");
+    std::fs::write(&garbage, "this is not a key\n").expect("write");
+    for (path, expected) in [(garbage.to_str().expect("utf8 path"), "not a PEM file"), ("/definitely/not/key.pem", "cannot read")] {
+        let output = Command::new(env!("CARGO_BIN_EXE_tickfeed"))
+            .args(["--listen", "127.0.0.1:0", "--jwt-public-key", path])
+            .output()
+            .expect("runs");
+        assert!(!output.status.success(), "{path}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--jwt-public-key") && stderr.contains(path) && stderr.contains(expected), "{stderr}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn help_never_shows_the_jwt_secret_from_the_environment() {
+    let output = Command::new(env!("CARGO_BIN_EXE_tickfeed"))
+        .arg("--help")
+        .env("TICKFEED_JWT_SECRET", "do-not-print-me")
+        .output()
+        .expect("runs");
+    assert!(output.status.success());
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("do-not-print-me"));
+}
+
+#[test]
+fn help_never_shows_the_publisher_token_from_the_environment() {
+    let output = Command::new(env!("CARGO_BIN_EXE_tickfeed"))
+        .arg("--help")
+        .env("TICKFEED_PUBLISHER_TOKEN", "do-not-print-me-either")
+        .output()
+        .expect("runs");
+    assert!(output.status.success());
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("do-not-print-me-either"));
 }

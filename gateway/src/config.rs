@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::{auth::AuthConfig, tls::TlsConfig};
+
 /// Limits and timings of every transport. See the contract's "Limits" section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayConfig {
@@ -28,6 +30,27 @@ pub struct GatewayConfig {
     pub write_budget_per_s: u64,
     /// The longest a tick may wait to be coalesced (`--max-coalesce-ms`).
     pub max_coalesce: Duration,
+    /// From accepting a connection to having its first request head: the TLS handshake plus
+    /// the head of the first request, WebSocket upgrades included (`--handshake-timeout-ms`).
+    /// A client that sends nothing, or half a head, is dropped after it. Must not be zero.
+    pub handshake_timeout: Duration,
+    /// How long a keep-alive HTTP connection may wait for its next request, head included
+    /// (`--idle-timeout-ms`); then it is closed. Responses in progress (SSE streams,
+    /// long-polls) are not idle, and WebSockets have heartbeats instead. Must not be zero.
+    pub idle_timeout: Duration,
+    /// Serve `https://` and `wss://` with this certificate (`--tls-cert`, `--tls-key`);
+    /// `None` serves plain `http://` and `ws://`.
+    pub tls: Option<TlsConfig>,
+    /// JWT authentication and entitlements (`--jwt-secret` or `--jwt-public-key`, see
+    /// `auth`); `None` (the default) leaves every endpoint open.
+    pub auth: Option<AuthConfig>,
+    /// Origins allowed to open `/ws` and `/sse` (`--allowed-origin`), such as
+    /// `https://app.example.com`; empty (the default) allows any origin. A request without an
+    /// `Origin` header (not a browser) is always allowed.
+    pub allowed_origins: Vec<String>,
+    /// Serve the WebSocket echo route `/ws-echo` (`--conformance-echo`), for the Autobahn
+    /// conformance cases only: it carries no ticks and is off by default.
+    pub conformance_echo: bool,
 }
 
 impl Default for GatewayConfig {
@@ -42,6 +65,12 @@ impl Default for GatewayConfig {
             shutdown_grace: Duration::from_secs(3),
             write_budget_per_s: 50_000,
             max_coalesce: Duration::from_millis(20),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            tls: None,
+            auth: None,
+            allowed_origins: Vec::new(),
+            conformance_echo: false,
         }
     }
 }

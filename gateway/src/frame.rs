@@ -12,6 +12,8 @@
 pub enum Opcode {
     /// A UTF-8 text message: every JSON message the server sends.
     Text = 0x1,
+    /// Raw bytes: only echoed by the conformance route; the feed itself sends text.
+    Binary = 0x2,
     /// Ends the connection; payload is a 2-byte code and a UTF-8 reason.
     Close = 0x8,
     /// Heartbeat probe.

@@ -14,7 +14,7 @@
 //! and `serve` returns once every connection task has finished or the grace period ran out.
 //!
 //! Map of the crate:
-//! - `server`: accept loop, per-connection HTTP serving, shutdown.
+//! - `server`: accept loop, per-connection TLS handshake and HTTP serving, timeouts, shutdown.
 //! - `routes`: which path gets which handler; `/symbols`, `/snapshot`, `/health`.
 //! - `ws`: the WebSocket upgrade and the per-connection session.
 //! - `sse`: the Server-Sent Events stream.
@@ -27,13 +27,24 @@
 //! - `body`: the one response body type (fixed bytes or an event stream).
 //! - `state`: what every connection shares.
 //! - `config`: [`GatewayConfig`].
+//! - `auth`: JWT verification ([`AuthConfig`], [`JwtKey`]) and entitlements (which symbols
+//!   a token allows).
+//! - `origin`: the `Origin` allow-list of `/ws` and `/sse`.
+//! - `tls`: [`TlsConfig`], the rustls configuration for `https://` and `wss://`.
+//! - `fuzzing`: hidden entry points for the fuzz targets in `fuzz/`, behind the `fuzzing`
+//!   feature.
 
+mod auth;
 mod body;
 mod config;
 // `frame` and `sse` are public for the benches: each transport's per-tick framing is a hot path.
 pub mod frame;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod limits;
 mod op;
+mod origin;
 mod pacing;
 mod query;
 mod reply;
@@ -41,10 +52,13 @@ mod routes;
 mod server;
 pub mod sse;
 mod state;
+mod tls;
 mod ws;
 
+pub use auth::{AuthConfig, JwtKey, KeyError, MAX_LEEWAY};
 pub use config::GatewayConfig;
 pub use server::serve;
+pub use tls::TlsConfig;
 
 /// What can stop [`serve`].
 ///
@@ -60,4 +74,26 @@ pub enum Error {
     /// A setting that cannot work (a zero heartbeat would spin the timers).
     #[error("invalid gateway configuration: {0}")]
     Config(&'static str),
+    /// A TLS certificate or key file could not be read.
+    #[error("cannot read the TLS {item} {}: {source}", path.display())]
+    TlsFile {
+        /// "certificate chain" or "private key".
+        item: &'static str,
+        /// The file as given.
+        path: std::path::PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A TLS certificate chain or key is not usable: no PEM block of the right kind, or a key
+    /// that does not belong to the certificate.
+    #[error("invalid TLS {item}{origin}: {reason}")]
+    TlsInvalid {
+        /// What was wrong: "certificate chain", "private key", "certificate and key".
+        item: &'static str,
+        /// Where it came from (" in /path/cert.pem", with its leading space), or empty.
+        origin: String,
+        /// Why it was refused.
+        reason: String,
+    },
 }

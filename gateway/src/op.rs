@@ -9,7 +9,7 @@ use feed_engine::Selector;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::reply::WireError;
+use crate::{auth::Token, reply::WireError};
 
 /// One parsed client op with the `id` to echo.
 #[derive(Debug)]
@@ -41,8 +41,11 @@ pub(crate) enum Op {
     },
     /// Answer with `pong`.
     Ping,
-    /// A token; authentication is a later feature, so this is answered with an error.
-    Auth,
+    /// Replace the connection's token (and so its entitlements).
+    Auth {
+        /// The new token; its `Debug` hides it.
+        token: Token,
+    },
 }
 
 /// A WebSocket resume: the last `seq` the client saw per symbol, and their epoch.
@@ -71,6 +74,7 @@ struct Fields {
     symbols: Option<Value>,
     since: Option<Value>,
     epoch: Option<Value>,
+    token: Option<Value>,
 }
 
 /// Parses one text message.
@@ -117,7 +121,11 @@ fn parse_op(fields: &Fields) -> Result<Op, WireError> {
             Ok(Op::Unsubscribe { symbols, selectors })
         }
         "ping" => Ok(Op::Ping),
-        "auth" => Ok(Op::Auth),
+        "auth" => match &fields.token {
+            Some(Value::String(token)) => Ok(Op::Auth { token: Token::new(token.clone()) }),
+            None => Err(WireError::bad_request("missing field \"token\"")),
+            Some(_) => Err(WireError::bad_request("field \"token\" must be a string")),
+        },
         other => {
             let shown: String = other.chars().take(40).collect();
             Err(WireError::bad_request(format!("unknown op {shown:?}")))
@@ -217,11 +225,21 @@ mod tests {
             (r#"{"op":"subscribe","symbols":[]}"#, "empty"),
             (r#"{"op":"subscribe","symbols":["A"],"since":{"A":-1}}"#, "since"),
             (r#"{"op":"ping","id":{"a":1}}"#, "id"),
+            (r#"{"op":"auth","id":4}"#, "\"token\""),
+            (r#"{"op":"auth","token":7}"#, "\"token\""),
         ] {
             let r = rejected(text);
             assert_eq!(r.error.code, Code::BadRequest, "{text}");
             assert!(r.error.message.contains(needle), "{text}: {}", r.error.message);
         }
+    }
+
+    #[test]
+    fn auth_carries_its_token_without_showing_it() {
+        let request = parse(br#"{"op":"auth","token":"a.b.c","id":4}"#).expect("valid");
+        assert_eq!(request.id, Some(json!(4)));
+        assert!(matches!(request.op, Op::Auth { .. }));
+        assert!(!format!("{request:?}").contains("a.b.c"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use fastwebsockets::WebSocketError;
+use feed_engine::Selector;
 use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -37,6 +37,10 @@ pub(crate) enum Code {
     MethodNotAllowed,
     /// `/ws` without the WebSocket upgrade headers.
     UpgradeRequired,
+    /// No token, or a token that was refused (HTTP 401).
+    Unauthorized,
+    /// Outside the token's entitlement, or an origin not allowed (HTTP 403).
+    Forbidden,
 }
 
 impl Code {
@@ -49,6 +53,8 @@ impl Code {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::UpgradeRequired => "upgrade_required",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
         }
     }
 }
@@ -63,11 +69,14 @@ pub(crate) struct WireError {
     pub(crate) message: Cow<'static, str>,
     /// The HTTP status when this error answers a request.
     status: StatusCode,
+    /// For `forbidden`: the symbols and patterns refused or dropped, so a client can act on
+    /// them without parsing the message. Omitted from the JSON when empty.
+    symbols: Vec<String>,
 }
 
 impl WireError {
     fn new(code: Code, status: StatusCode, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { code, message: message.into(), status }
+        Self { code, message: message.into(), status, symbols: Vec::new() }
     }
 
     /// Not JSON, unknown op, a bad or missing field.
@@ -88,6 +97,31 @@ impl WireError {
     /// `auth` before authentication exists on this server.
     pub(crate) fn auth_not_enabled() -> Self {
         Self::bad_request("authentication is not enabled")
+    }
+
+    /// A missing or refused token; `reason` says which check failed (never the token).
+    pub(crate) fn unauthorized(reason: &impl std::fmt::Display) -> Self {
+        Self::new(Code::Unauthorized, StatusCode::UNAUTHORIZED, reason.to_string())
+    }
+
+    /// A subscription the token does not entitle: nothing of the request is subscribed.
+    pub(crate) fn forbidden(selectors: &[Selector]) -> Self {
+        let symbols = names(selectors);
+        let message = format!("not entitled to {}", symbols.join(", "));
+        Self { symbols, ..Self::new(Code::Forbidden, StatusCode::FORBIDDEN, message) }
+    }
+
+    /// After an `auth` op: subscriptions the new token no longer allows, now dropped.
+    pub(crate) fn no_longer_entitled(selectors: &[Selector]) -> Self {
+        let symbols = names(selectors);
+        let message = format!("the new token does not entitle {}: unsubscribed", symbols.join(", "));
+        Self { symbols, ..Self::new(Code::Forbidden, StatusCode::FORBIDDEN, message) }
+    }
+
+    /// An `Origin` outside `--allowed-origin`.
+    pub(crate) fn origin_not_allowed(origin: &str) -> Self {
+        let shown: String = origin.chars().take(100).collect();
+        Self::new(Code::Forbidden, StatusCode::FORBIDDEN, format!("origin {shown:?} is not allowed"))
     }
 
     /// `/sse` or `/snapshot` without `?symbols=`.
@@ -147,7 +181,11 @@ impl WireError {
 
     /// The error as a JSON message, echoing the op's `id` when it had one.
     pub(crate) fn to_json(&self, id: Option<&Value>) -> Vec<u8> {
-        with_id(json!({"type": "error", "code": self.code.as_str(), "message": self.message}), id)
+        let mut message = json!({"type": "error", "code": self.code.as_str(), "message": self.message});
+        if let (false, Some(object)) = (self.symbols.is_empty(), message.as_object_mut()) {
+            object.insert("symbols".to_owned(), json!(self.symbols));
+        }
+        with_id(message, id)
     }
 
     /// The error as an HTTP response with a JSON body.
@@ -166,10 +204,19 @@ impl WireError {
             StatusCode::SERVICE_UNAVAILABLE => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            StatusCode::UNAUTHORIZED => {
+                // RFC 6750 §3: which scheme to authenticate with.
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
             _ => {}
         }
         response
     }
+}
+
+/// Selectors as the client spells them.
+fn names(selectors: &[Selector]) -> Vec<String> {
+    selectors.iter().map(ToString::to_string).collect()
 }
 
 /// A JSON response with `status`.
@@ -199,28 +246,12 @@ impl Close {
     pub(crate) const INVALID_UTF8: Self = Self { code: 1007, reason: "invalid UTF-8" };
     /// Sustained abuse of the ops-per-second limit.
     pub(crate) const ABUSE: Self = Self { code: 1008, reason: "too many ops per second, repeatedly" };
+    /// The token's `exp` (plus the leeway) passed without an `auth` op replacing it.
+    pub(crate) const TOKEN_EXPIRED: Self = Self { code: 1008, reason: "token expired" };
     /// A message over `--max-message-bytes`.
     pub(crate) const TOO_BIG: Self = Self { code: 1009, reason: "message too big" };
     /// With `--slow-consumer disconnect`: the client fell behind the engine's ring.
     pub(crate) const SLOW_CONSUMER: Self = Self { code: 4000, reason: "slow consumer" };
-
-    /// What to close with after a frame-level read error; `None` when the connection is
-    /// already gone (EOF, reset) and a close frame could not arrive.
-    pub(crate) fn for_read_error(error: &WebSocketError) -> Option<Self> {
-        match error {
-            WebSocketError::FrameTooLarge => Some(Self::TOO_BIG),
-            WebSocketError::InvalidUTF8 => Some(Self::INVALID_UTF8),
-            WebSocketError::InvalidFragment
-            | WebSocketError::InvalidContinuationFrame
-            | WebSocketError::ReservedBitsNotZero
-            | WebSocketError::ControlFrameFragmented
-            | WebSocketError::PingFrameTooLarge
-            | WebSocketError::InvalidCloseFrame
-            | WebSocketError::InvalidCloseCode
-            | WebSocketError::InvalidValue => Some(Self::PROTOCOL),
-            _ => None,
-        }
-    }
 }
 
 /// `{"type":"welcome",…}`: the first message on every WebSocket.
@@ -247,6 +278,11 @@ pub(crate) fn subscribed(symbols: &[String], id: Option<&Value>) -> Vec<u8> {
 /// `{"type":"unsubscribed","symbols":[as requested],"id":…}`.
 pub(crate) fn unsubscribed(symbols: &[String], id: Option<&Value>) -> Vec<u8> {
     with_id(json!({"type": "unsubscribed", "symbols": symbols}), id)
+}
+
+/// `{"type":"authenticated","exp":…,"id":…}`: an `auth` op's token replaced the old one.
+pub(crate) fn authenticated(exp_s: Option<u64>, id: Option<&Value>) -> Vec<u8> {
+    with_id(json!({"type": "authenticated", "exp": exp_s}), id)
 }
 
 /// `{"type":"pong","id":…,"ts":…}`.
@@ -323,11 +359,16 @@ mod tests {
     }
 
     #[test]
-    fn read_errors_map_to_close_codes() {
-        assert_eq!(Close::for_read_error(&WebSocketError::FrameTooLarge), Some(Close::TOO_BIG));
-        assert_eq!(Close::for_read_error(&WebSocketError::InvalidUTF8), Some(Close::INVALID_UTF8));
-        assert_eq!(Close::for_read_error(&WebSocketError::ReservedBitsNotZero), Some(Close::PROTOCOL));
-        assert_eq!(Close::for_read_error(&WebSocketError::UnexpectedEOF), None);
+    fn auth_errors_are_401_with_a_challenge_and_403_naming_symbols() {
+        let response = WireError::unauthorized(&"token expired").into_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        let forbidden = WireError::forbidden(&[Selector::All, Selector::Venue("FX".into())]);
+        assert_eq!(
+            parse(&forbidden.to_json(Some(&json!(3)))),
+            json!({"type":"error","code":"forbidden","message":"not entitled to *, FX:*","symbols":["*","FX:*"],"id":3})
+        );
+        assert_eq!(forbidden.into_response().status(), StatusCode::FORBIDDEN);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Which path gets which handler, and the plain JSON endpoints: `/symbols`, `/snapshot`,
-//! `/health`. Unknown paths get 404 and other methods than GET get 405, both with JSON bodies.
+//! `/health`. Unknown paths get 404 and other methods than GET get 405, both with JSON
+//! bodies. Only `/snapshot` of these needs a token when authentication is on: symbol names
+//! and health are not market data.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -8,6 +10,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::{
+    auth,
     body::Body,
     query,
     reply::{json_response, WireError},
@@ -18,11 +21,14 @@ use crate::{
 
 /// The paths this crate serves (the dashboard, `/poll` and `/metrics` come later).
 const PATHS: [&str; 5] = ["/ws", "/sse", "/symbols", "/snapshot", "/health"];
+/// The WebSocket echo for conformance tests, served only with `--conformance-echo`.
+const ECHO_PATH: &str = "/ws-echo";
 
 /// Answers one request.
 pub(crate) fn handle(mut request: Request<Incoming>, state: &Arc<State>, peer: SocketAddr) -> Response<Body> {
     let path = request.uri().path();
-    if !PATHS.contains(&path) {
+    let is_echo = path == ECHO_PATH && state.config.conformance_echo;
+    if !PATHS.contains(&path) && !is_echo {
         return WireError::not_found(path).into_response();
     }
     if request.method() != Method::GET {
@@ -30,9 +36,10 @@ pub(crate) fn handle(mut request: Request<Incoming>, state: &Arc<State>, peer: S
     }
     match request.uri().path() {
         "/ws" => ws::upgrade(&mut request, state, peer),
+        ECHO_PATH => ws::upgrade_echo(&mut request, state, peer),
         "/sse" => sse::open(&request, state, peer),
         "/symbols" => symbols(state),
-        "/snapshot" => snapshot(request.uri().query(), state).unwrap_or_else(WireError::into_response),
+        "/snapshot" => snapshot(&request, state).unwrap_or_else(WireError::into_response),
         _ => health(state),
     }
 }
@@ -45,11 +52,15 @@ fn symbols(state: &State) -> Response<Body> {
 }
 
 /// `GET /snapshot?symbols=A,B`: the last tick of each matching symbol, flagged `snapshot`,
-/// as the same bytes a stream would carry.
-fn snapshot(query: Option<&str>, state: &State) -> Result<Response<Body>, WireError> {
+/// as the same bytes a stream would carry. With authentication on, a token is required and
+/// every selector must be within its entitlement (else 401 / 403).
+fn snapshot(request: &Request<Incoming>, state: &State) -> Result<Response<Body>, WireError> {
+    let query = request.uri().query();
+    let grant = auth::authenticate(state.auth.as_ref(), request.headers(), query)?;
     let selectors = query::symbols(query, state.config.max_subscriptions)?
         .ok_or_else(WireError::missing_symbols)?
         .selectors;
+    grant.check(&selectors)?;
     let ticks = state.engine.snapshot(&selectors);
     let mut out = Vec::with_capacity(2 + ticks.iter().map(|t| t.json_len_with_flags(true, false) + 1).sum::<usize>());
     out.push(b'[');

@@ -1,11 +1,16 @@
 //! `GET /sse?symbols=A,B`: the Server-Sent Events transport.
 //!
-//! Everything a client can get wrong (symbols, the connection limits) is answered with a
-//! JSON error before the stream starts. Then one task per stream drains its engine subscriber
-//! into chunks of complete events and hands them to the response body over a bounded channel.
-//! The task waits for room in that channel *before* draining, so a reader that does not keep
-//! up holds back only its own task: the engine meanwhile conflates it (or, with
-//! `--slow-consumer disconnect`, the stream ends) and nobody else waits.
+//! Everything a client can get wrong (origin, token, symbols, entitlement, the connection
+//! limits) is answered with a JSON error before the stream starts. Then one task per stream
+//! drains its engine subscriber into chunks of complete events and hands them to the
+//! response body over a bounded channel. The task waits for room in that channel *before*
+//! draining, so a reader that does not keep up holds back only its own task: the engine
+//! meanwhile conflates it (or, with `--slow-consumer disconnect`, the stream ends) and nobody
+//! else waits.
+//!
+//! With authentication on, the stream ends when the token expires (`exp` plus leeway): SSE
+//! has no way to replace a token, so the client reconnects with a fresh one and resumes from
+//! its last event id.
 //!
 //! Every tick event carries `id: <cursor>`, the engine's `<epoch>-<position>`, so a
 //! reconnecting client (`Last-Event-ID` or `?last_event_id=`) resumes with nothing lost or
@@ -23,11 +28,14 @@ use tokio::{
     sync::mpsc,
     time::{interval, sleep_until, Instant, MissedTickBehavior},
 };
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::Instrument as _;
 
 use crate::{
+    auth,
     body::Body,
     limits::ConnectionGuard,
+    origin,
     pacing::Pacing,
     query,
     reply::{self, WireError},
@@ -60,9 +68,13 @@ fn start(
     peer: std::net::SocketAddr,
 ) -> Result<Response<Body>, WireError> {
     let query = request.uri().query();
+    // An EventSource sends `Origin` only cross-origin; without one there is nothing to check.
+    origin::check(request.headers(), &state.config.allowed_origins)?;
+    let grant = auth::authenticate(state.auth.as_ref(), request.headers(), query)?;
     let selectors = query::symbols(query, state.config.max_subscriptions)?
         .ok_or_else(WireError::missing_symbols)?
         .selectors;
+    grant.check(&selectors)?;
     let cursor = request
         .headers()
         .get("last-event-id")
@@ -73,7 +85,7 @@ fn start(
     let guard = state.limits.acquire(peer.ip())?;
 
     let (chunks, body) = mpsc::channel(QUEUE_CHUNKS);
-    let stream = run(Arc::clone(state), selectors, cursor, chunks, guard);
+    let stream = run(Arc::clone(state), selectors, cursor, grant.expires_at(), chunks, guard);
     state.tracker.spawn(stream.instrument(tracing::debug_span!("sse")));
 
     let mut response = Response::new(Body::Stream(body));
@@ -90,6 +102,7 @@ async fn run(
     state: Arc<State>,
     selectors: Vec<Selector>,
     cursor: Option<String>,
+    expires_at: Option<Instant>,
     chunks: mpsc::Sender<Bytes>,
     _guard: ConnectionGuard,
 ) {
@@ -122,8 +135,8 @@ async fn run(
     lag_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
     // Lives across iterations: re-creating it would register with the server-wide token's
-    // waiter list (a shared lock) once per chunk.
-    let shutdown = state.shutdown.clone().cancelled_owned();
+    // waiter list (a shared lock) once per chunk. Token expiry ends the stream the same way.
+    let shutdown = shutdown_or_expiry(state.shutdown.clone().cancelled_owned(), expires_at);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -179,6 +192,15 @@ async fn run(
         last_sent = Instant::now();
     }
     tracing::debug!("sse closed");
+}
+
+/// Resolves when the server shuts down or, with a token, when it expires.
+async fn shutdown_or_expiry(shutdown: WaitForCancellationFutureOwned, expires_at: Option<Instant>) {
+    let Some(expires_at) = expires_at else { return shutdown.await };
+    tokio::select! {
+        () = shutdown => {}
+        () = sleep_until(expires_at) => tracing::debug!("token expired: ending the stream"),
+    }
 }
 
 /// Can the client's cursor be written back as an `id:` field as is?

@@ -9,7 +9,7 @@ use std::sync::{
 use feed_engine::Engine;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{config::GatewayConfig, limits::ConnectionLimits, pacing::Pacing};
+use crate::{auth::Verifier, config::GatewayConfig, limits::ConnectionLimits, pacing::Pacing};
 
 /// See the module docs. Cloned into every connection as an `Arc`.
 pub(crate) struct State {
@@ -28,6 +28,8 @@ pub(crate) struct State {
     pub(crate) cursor_prefix: String,
     /// The write-coalescing window every WebSocket session follows.
     pub(crate) pacing: Pacing,
+    /// Checks tokens; `None` when authentication is off.
+    pub(crate) auth: Option<Verifier>,
     next_connection_id: AtomicU64,
 }
 
@@ -37,8 +39,10 @@ impl State {
         let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
         let cursor_prefix = cursor_prefix(&engine);
         let pacing = Pacing::new(config.write_budget_per_s, config.max_coalesce);
+        let auth = config.auth.as_ref().map(Verifier::new);
         Arc::new(Self {
             pacing,
+            auth,
             engine,
             config,
             limits,

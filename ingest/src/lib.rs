@@ -1,9 +1,10 @@
 //! # ingest
 //!
 //! The tick sources of tickfeed: the built-in [`simulator`], [`replay`] of a recorded file,
-//! and JSON lines on stdin or a TCP listener ([`stream`]). Each source reads, parses,
-//! validates and publishes [`feed_engine::Quote`]s through [`feed_engine::Engine::publish`];
-//! a source's own clock goes in `src_ts`. The engine assigns `seq` and `ts`, never a source.
+//! and JSON lines on stdin or a TCP listener ([`stream`], guarded by a [`publisher`] token).
+//! Each source reads, parses, validates and publishes [`feed_engine::Quote`]s through
+//! [`feed_engine::Engine::publish`]; a source's own clock goes in `src_ts`. The engine
+//! assigns `seq` and `ts`, never a source.
 //!
 //! This crate knows only the engine's publish side. It must not touch clients, subscriptions,
 //! HTTP or anything a transport owns; the gateway reads the shared [`IngestStats`] counters
@@ -16,6 +17,7 @@
 pub mod framing;
 pub mod line;
 pub mod market;
+pub mod publisher;
 pub mod replay;
 pub mod simulator;
 pub mod stats;

@@ -12,7 +12,9 @@
 //! misbehaving publisher neither slows nor silences the others. At most
 //! [`MAX_TCP_PUBLISHERS`] are connected at once; beyond that new connections are closed at
 //! once with a warning. Which address to listen on (loopback by default) is the binary's
-//! decision: this module takes a bound listener.
+//! decision: this module takes a bound listener. With a [`PublisherToken`], each connection
+//! must first send `AUTH <token>` (see [`crate::publisher`]); a connection that does not is
+//! told `ERR unauthorized` and closed before any of its lines is read as a tick.
 
 use std::{
     io,
@@ -25,7 +27,7 @@ use std::{
 
 use feed_engine::Engine;
 use tokio::{
-    io::{AsyncRead, BufReader, ReadBuf},
+    io::{AsyncBufRead, AsyncRead, BufReader, ReadBuf},
     net::{TcpListener, TcpStream},
     sync::mpsc,
 };
@@ -35,6 +37,7 @@ use tracing::{debug, error, info, info_span, warn, Instrument as _};
 use crate::{
     framing::{Frame, LineReader},
     line::{JsonParser, LineError, TsUnit, MAX_LINE_BYTES},
+    publisher::{self, PublisherToken},
     sink::LineSink,
     stats::{IngestStats, LineCounts, SourceKind},
     Error,
@@ -68,10 +71,27 @@ pub async fn run_reader<R: AsyncRead + Unpin>(
     shutdown: &CancellationToken,
     stats: &IngestStats,
 ) -> io::Result<LineCounts> {
-    let mut lines = LineReader::new(BufReader::with_capacity(READ_BUFFER_BYTES, reader), MAX_LINE_BYTES);
+    let reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
+    run_lines(engine, reader, kind, name, ts_unit, shutdown, stats, 0).await
+}
+
+/// [`run_reader`] over a buffered reader whose first `lines_before` lines were already read
+/// (an `AUTH` line), so logged line numbers still count from the start of the connection.
+#[allow(clippy::too_many_arguments)] // private; each argument is one plain setting
+async fn run_lines<R: AsyncBufRead + Unpin>(
+    engine: &Engine,
+    reader: R,
+    kind: SourceKind,
+    name: &str,
+    ts_unit: TsUnit,
+    shutdown: &CancellationToken,
+    stats: &IngestStats,
+    lines_before: u64,
+) -> io::Result<LineCounts> {
+    let mut lines = LineReader::new(reader, MAX_LINE_BYTES);
     let mut parser = JsonParser::new(ts_unit);
     let mut sink = LineSink::new(engine, stats, kind, name);
-    let mut line_number = 0u64;
+    let mut line_number = lines_before;
     let result = loop {
         // `next_frame` is cancel safe, so losing this race to shutdown loses no bytes.
         let frame = tokio::select! {
@@ -132,7 +152,8 @@ pub async fn bind_tcp(addr: &str) -> Result<TcpListener, Error> {
 }
 
 /// Accepts TCP publishers of JSON lines on `listener` until `shutdown` is cancelled, then
-/// stops every connection and waits for them to finish.
+/// stops every connection and waits for them to finish. With `token`, each publisher must
+/// send `AUTH <token>` as its first line.
 ///
 /// # Errors
 /// None at present: accept failures are logged and retried with back-off, so a burst of
@@ -142,12 +163,14 @@ pub async fn run_tcp(
     engine: Engine,
     listener: TcpListener,
     ts_unit: TsUnit,
+    token: Option<PublisherToken>,
     shutdown: CancellationToken,
     stats: Arc<IngestStats>,
 ) -> Result<(), Error> {
     let listen = listener.local_addr().map(|addr| addr.to_string()).unwrap_or_default();
+    let token = token.map(Arc::new);
     async move {
-        info!("accepting tick publishers");
+        info!(authenticated = token.is_some(), "accepting tick publishers");
         let tracker = TaskTracker::new();
         let mut backoff = Duration::ZERO;
         loop {
@@ -168,6 +191,7 @@ pub async fn run_tcp(
                         stream,
                         peer,
                         ts_unit,
+                        token.clone(),
                         shutdown.child_token(),
                         Arc::clone(&stats),
                     );
@@ -199,18 +223,48 @@ async fn serve_publisher(
     stream: TcpStream,
     peer: SocketAddr,
     ts_unit: TsUnit,
+    token: Option<Arc<PublisherToken>>,
     shutdown: CancellationToken,
     stats: Arc<IngestStats>,
 ) {
     stats.tcp_publishers.fetch_add(1, Ordering::Relaxed);
     debug!("publisher connected");
     let name = peer.to_string();
-    match run_reader(&engine, stream, SourceKind::Tcp, &name, ts_unit, &shutdown, &stats).await {
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, stream);
+    let mut lines_before = 0;
+    if let Some(token) = token {
+        if !admit(&mut reader, &token, &shutdown).await {
+            stats.tcp_publishers.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        lines_before = 1;
+    }
+    match run_lines(&engine, reader, SourceKind::Tcp, &name, ts_unit, &shutdown, &stats, lines_before).await {
         Ok(counts) => info!(published = counts.published, malformed = counts.malformed, "publisher disconnected"),
         // A reset connection loses only its unfinished line, which was never published.
         Err(error) => warn!(%error, "publisher connection failed"),
     }
     stats.tcp_publishers.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Checks the publisher's `AUTH` line; a refused publisher is told so and closed.
+/// `false` when the connection must not be read further (refused, or shutting down).
+async fn admit(reader: &mut BufReader<TcpStream>, token: &PublisherToken, shutdown: &CancellationToken) -> bool {
+    let checked = tokio::select! {
+        () = shutdown.cancelled() => return false,
+        checked = publisher::authenticate(reader, token) => checked,
+    };
+    match checked {
+        Ok(()) => {
+            debug!("publisher authenticated");
+            true
+        }
+        Err(refusal) => {
+            warn!(reason = refusal.as_str(), "publisher refused");
+            publisher::refuse(reader.get_mut()).await;
+            false
+        }
+    }
 }
 
 fn is_connection_error(error: &io::Error) -> bool {

@@ -7,9 +7,9 @@ use std::{net::SocketAddr, sync::Arc};
 
 use common::{collect, drain_now, engine, subscribe_all, within, SeqCheck};
 use feed_engine::Engine;
-use ingest::{stream, IngestStats, LineCounts, SourceKind, TsUnit};
+use ingest::{publisher::PublisherToken, stream, IngestStats, LineCounts, SourceKind, TsUnit};
 use tokio::{
-    io::AsyncWriteExt as _,
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream},
     task::JoinHandle,
 };
@@ -83,11 +83,16 @@ struct TcpSource {
 }
 
 async fn start_tcp(engine: &Engine, stats: &Arc<IngestStats>) -> TcpSource {
+    start_tcp_with(engine, stats, None).await
+}
+
+/// Like [`start_tcp`], requiring `AUTH <token>` when a token is given.
+async fn start_tcp_with(engine: &Engine, stats: &Arc<IngestStats>, token: Option<PublisherToken>) -> TcpSource {
     let listener = stream::bind_tcp("127.0.0.1:0").await.expect("loopback port");
     let addr = listener.local_addr().expect("bound address");
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(stream::run_tcp(engine.clone(), listener, TsUnit::Ns, shutdown.clone(), Arc::clone(stats)));
-    TcpSource { addr, shutdown, task }
+    let run = stream::run_tcp(engine.clone(), listener, TsUnit::Ns, token, shutdown.clone(), Arc::clone(stats));
+    TcpSource { addr, shutdown, task: tokio::spawn(run) }
 }
 
 impl TcpSource {
@@ -240,6 +245,69 @@ async fn binding_a_taken_address_names_it() {
         let error = stream::bind_tcp(&addr).await.expect_err("address in use");
         assert!(matches!(&error, ingest::Error::Bind { addr: a, .. } if *a == addr));
         assert!(error.to_string().contains(&addr), "{error}");
+    })
+    .await;
+}
+
+fn token() -> PublisherToken {
+    PublisherToken::new("publisher-s3cret").expect("valid token")
+}
+
+#[tokio::test]
+async fn a_publisher_that_authenticates_first_gets_its_ticks_published() {
+    within(async {
+        let engine = engine(64);
+        let mut subscriber = subscribe_all(&engine);
+        let stats = Arc::new(IngestStats::default());
+        let source = start_tcp_with(&engine, &stats, Some(token())).await;
+
+        let mut client = TcpStream::connect(source.addr).await.expect("connect");
+        // The AUTH line and the ticks in one write: the ticks must not be lost with the line.
+        client
+            .write_all(b"AUTH publisher-s3cret\r\n{\"symbol\":\"A\",\"price\":1}\nnot json\n{\"symbol\":\"A\",\"price\":2}\n")
+            .await
+            .expect("write");
+        let ticks = collect(&mut subscriber, 2).await;
+        assert_eq!(ticks.iter().map(|t| (t.seq, t.number("price"))).collect::<Vec<_>>(), [(1, Some(1.0)), (2, Some(2.0))]);
+        client.shutdown().await.expect("close");
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.expect("clean close");
+        assert!(answer.is_empty(), "an accepted publisher is told nothing: {answer:?}");
+        source.stop().await;
+        assert_eq!(stats.counts(SourceKind::Tcp), LineCounts { published: 2, malformed: 1 });
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_publisher_with_a_wrong_or_missing_token_is_closed_and_nothing_it_sent_is_published() {
+    within(async {
+        let engine = engine(64);
+        let mut subscriber = subscribe_all(&engine);
+        let stats = Arc::new(IngestStats::default());
+        let source = start_tcp_with(&engine, &stats, Some(token())).await;
+
+        for first_lines in [
+            &b"AUTH wrong-token\n{\"symbol\":\"A\",\"price\":1}\n"[..],
+            b"{\"symbol\":\"A\",\"price\":1}\n{\"symbol\":\"A\",\"price\":2}\n",
+            b"AUTH\n",
+            b"AUTH publisher-s3cret-and-more\n",
+        ] {
+            let mut client = TcpStream::connect(source.addr).await.expect("connect");
+            client.write_all(first_lines).await.expect("write");
+            let mut answer = Vec::new();
+            // The server closes: the read ends without the client closing first.
+            let _ = client.read_to_end(&mut answer).await;
+            assert_eq!(answer, b"ERR unauthorized\n", "after {:?}", String::from_utf8_lossy(first_lines));
+        }
+        // A publisher with the token, after them, is the first to publish anything.
+        let mut good = TcpStream::connect(source.addr).await.expect("connect");
+        good.write_all(b"AUTH publisher-s3cret\n{\"symbol\":\"B\",\"price\":3}\n").await.expect("write");
+        let ticks = collect(&mut subscriber, 1).await;
+        assert_eq!((ticks[0].symbol.as_str(), ticks[0].seq), ("B", 1));
+        assert_eq!(stats.counts(SourceKind::Tcp), LineCounts { published: 1, malformed: 0 });
+        drop(good);
+        source.stop().await;
     })
     .await;
 }

@@ -18,6 +18,8 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Whether the listening line said `https://` (started with --tls-cert).
+    pub https: bool,
     pub stdin: Option<ChildStdin>,
     /// Log lines from stderr after the listening line.
     pub logs: mpsc::Receiver<String>,
@@ -47,16 +49,22 @@ impl Server {
                 }
             }
         });
-        let addr = loop {
+        let (addr, https) = loop {
             let Ok(line) = logs.recv_timeout(WAIT) else {
                 // Do not leak the process when the test fails here.
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!("tickfeed did not print its listening address");
             };
-            if let Some(addr) = line.split("listening on http://").nth(1).and_then(|r| r.split_whitespace().next()) {
+            let Some(url) = line.split("listening on ").nth(1) else { continue };
+            let (https, rest) = match url.strip_prefix("https://") {
+                Some(rest) => (true, rest),
+                None => (false, url.strip_prefix("http://").unwrap_or(url)),
+            };
+            // With --log-format json the address is followed by the closing quote of `message`.
+            if let Some(addr) = rest.split(|c: char| c.is_whitespace() || c == '"').next() {
                 match addr.parse() {
-                    Ok(addr) => break addr,
+                    Ok(addr) => break (addr, https),
                     Err(_) => {
                         let _ = child.kill();
                         panic!("unreadable listening address in {line:?}");
@@ -65,7 +73,7 @@ impl Server {
             }
         };
         let stdin = child.stdin.take();
-        Self { child, addr, stdin, logs }
+        Self { child, addr, https, stdin, logs }
     }
 
     /// Waits for a log line containing `needle`.
@@ -100,6 +108,31 @@ impl Server {
 
     pub fn ws_url(&self, path_and_query: &str) -> String {
         format!("ws://{}{}", self.addr, path_and_query)
+    }
+
+    /// Resident memory of the process, from `/proc/<pid>/status` (Linux).
+    pub fn rss_kib(&self) -> u64 {
+        self.status_field("VmRSS:")
+    }
+
+    /// Threads of the process, from `/proc/<pid>/status` (Linux).
+    pub fn threads(&self) -> u64 {
+        self.status_field("Threads:")
+    }
+
+    /// Open file descriptors of the process: entries of `/proc/<pid>/fd` (Linux).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).expect("/proc/<pid>/fd is readable").count()
+    }
+
+    fn status_field(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("/proc/<pid>/status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .and_then(|value| value.split_whitespace().next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/<pid>/status"))
     }
 }
 

@@ -2,13 +2,19 @@
 //!
 //! The handshake is checked here, completely, before anything is committed: fastwebsockets
 //! only checks the key and the version, so a plain GET (no `Upgrade: websocket`) gets 426,
-//! a bad `?symbols=` gets 400, and a server or IP over its connection limit gets 503 — all
-//! with JSON bodies, before the 101. The 101 is returned first and the connection's task
+//! an `Origin` outside `--allowed-origin` gets 403, a missing or refused token 401, a bad
+//! `?symbols=` 400 and one outside the token's entitlement 403, and a server or IP over its
+//! connection limit gets 503 — all with JSON bodies, before the 101. The 101 is returned first and the connection's task
 //! then awaits the upgraded socket (hyper hands it over only after the 101 is written).
 
-mod reader;
+mod codec;
+mod echo;
 mod session;
 mod socket;
+
+// The fuzz targets drive the decoder directly, through `crate::fuzzing`.
+#[cfg(feature = "fuzzing")]
+pub(crate) use codec::{Decoder, Item};
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -16,7 +22,7 @@ use http::{header, HeaderMap, Request, Response};
 use hyper::body::Incoming;
 use tracing::Instrument as _;
 
-use crate::{body::Body, query, reply::WireError, state::State};
+use crate::{auth, body::Body, origin, query, reply::WireError, state::State};
 
 /// Answers an upgrade request: 101 and a spawned session, or an HTTP error.
 pub(crate) fn upgrade(request: &mut Request<Incoming>, state: &Arc<State>, peer: SocketAddr) -> Response<Body> {
@@ -28,7 +34,12 @@ pub(crate) fn upgrade(request: &mut Request<Incoming>, state: &Arc<State>, peer:
 
 fn start(request: &mut Request<Incoming>, state: &Arc<State>, peer: SocketAddr) -> Result<Response<Body>, WireError> {
     check_handshake(request.headers())?;
+    origin::check(request.headers(), &state.config.allowed_origins)?;
+    let grant = auth::authenticate(state.auth.as_ref(), request.headers(), request.uri().query())?;
     let initial = initial_subscription(request.uri().query(), state.config.max_subscriptions)?;
+    if let Some(initial) = &initial {
+        grant.check(&initial.selectors)?;
+    }
     let guard = state.limits.acquire(peer.ip())?;
     let (response, upgrade) = fastwebsockets::upgrade::upgrade(&mut *request)
         .map_err(|_| WireError::bad_handshake("invalid WebSocket handshake"))?;
@@ -43,10 +54,31 @@ fn start(request: &mut Request<Incoming>, state: &Arc<State>, peer: SocketAddr) 
             }
         };
         let (reader, sink) = socket::split(upgraded);
-        session::run(task_state, reader, sink, initial, guard).await;
+        session::run(task_state, reader, sink, initial, grant, guard).await;
     };
     state.tracker.spawn(session.instrument(tracing::debug_span!("ws")));
     Ok(response.map(|_| Body::Empty))
+}
+
+/// Answers an upgrade to the conformance echo (`--conformance-echo`): the same handshake
+/// checks and connection limits as `/ws`, then [`echo::run`] instead of a session.
+pub(crate) fn upgrade_echo(request: &mut Request<Incoming>, state: &Arc<State>, peer: SocketAddr) -> Response<Body> {
+    let mut start = || -> Result<Response<Body>, WireError> {
+        check_handshake(request.headers())?;
+        let guard = state.limits.acquire(peer.ip())?;
+        let (response, upgrade) = fastwebsockets::upgrade::upgrade(&mut *request)
+            .map_err(|_| WireError::bad_handshake("invalid WebSocket handshake"))?;
+        let shutdown = state.shutdown.clone();
+        state.tracker.spawn(async move {
+            if let Ok(websocket) = upgrade.await {
+                let (reader, sink) = socket::split(websocket.into_inner().into_inner());
+                echo::run(reader, sink, shutdown).await;
+            }
+            drop(guard);
+        });
+        Ok(response.map(|_| Body::Empty))
+    };
+    start().unwrap_or_else(WireError::into_response)
 }
 
 /// RFC 6455 §4.2.1: an upgrade to `websocket`, version 13, with a key. The method (GET) and

@@ -1,8 +1,10 @@
 //! One WebSocket connection after the upgrade: its engine subscriber, its ops, its heartbeats,
 //! and its output.
 //!
-//! The loop selects over four cancel-safe sources: the shutdown token, the reader task's
-//! channel, one timer, and [`Subscriber::ready`]. Whatever they produce is appended to one
+//! The loop selects over four cancel-safe sources: the shutdown token, the socket's read half
+//! (bytes go straight into the connection's [`Decoder`], which holds no buffer while idle),
+//! one timer, and [`Subscriber::ready`]. One task per connection: nothing else holds state
+//! for it. Whatever they produce is appended to one
 //! output buffer as complete frames — ticks are framed straight from their shared JSON bytes —
 //! and the buffer goes out with one write, so a burst of ticks costs one syscall per
 //! ~64 KiB rather than one per tick. The buffer is empty whenever the loop waits.
@@ -15,6 +17,10 @@
 //! frame queues behind what the client has not read yet and goes out as it reads on, so the
 //! client learns why — unless it stalls for two heartbeat intervals.
 //!
+//! Authentication: the session holds its connection's [`Grant`]. A subscribe outside it gets
+//! `forbidden`; the `auth` op replaces it and drops what the new one no longer allows; and
+//! the timer also watches its expiry (`exp` plus leeway), closing with 1008 when it passes.
+//!
 //! Liveness: a WebSocket ping goes out every heartbeat interval; a peer from which nothing
 //! (pong or any other frame) arrived for two intervals is dropped without a close frame —
 //! a peer that answers nothing would not read one either. After a heartbeat interval without
@@ -25,19 +31,18 @@ use std::{sync::Arc, time::Duration};
 use feed_engine::{Drain, Event, Resume, Selector, SlowConsumer, Subscriber};
 use tokio::{
     io::AsyncWriteExt as _,
-    sync::mpsc,
     time::{interval, sleep_until, timeout_at, Instant, MissedTickBehavior},
 };
-use tokio_util::task::AbortOnDropHandle;
 
 use super::{
-    reader::{self, Inbound},
-    socket::{Reader, Sink},
+    codec::{Item, LazyDecoder},
+    socket::{self, Reader, Sink},
 };
 use crate::{
+    auth::{Grant, Token},
     frame::{self, Opcode},
     limits::{ConnectionGuard, OpsLimiter, Verdict},
-    op::{Op, Request},
+    op::{self, Op, Rejected, Request},
     reply::{self, Close, WireError},
     state::State,
 };
@@ -47,8 +52,6 @@ use crate::{
 const BATCH_BYTES: usize = 63 * 1024;
 /// Capacity kept after a write; a larger buffer (one huge reply) is shrunk back.
 const KEEP_BYTES: usize = 64 * 1024;
-/// Ops and control frames the reader may queue ahead of the session.
-const INBOUND_QUEUE: usize = 16;
 /// How often a blocked write checks whether the subscriber fell off the engine's ring
 /// (`--slow-consumer disconnect`).
 const LAG_CHECK: Duration = Duration::from_millis(100);
@@ -84,7 +87,9 @@ struct Session {
     written: usize,
     /// Scratch space for a reset message before its frame header is known.
     scratch: Vec<u8>,
-    inbound: mpsc::Receiver<Inbound>,
+    /// The socket's read half and what it has sent so far that is not a whole frame yet.
+    reader: Reader,
+    decoder: LazyDecoder,
     ops: OpsLimiter,
     heartbeat: Duration,
     /// When anything last arrived from the peer.
@@ -99,6 +104,8 @@ struct Session {
     /// When the last write finished: ticks arriving within the pacing window after it wait
     /// for the window's end and share one write.
     last_write: Instant,
+    /// What the connection's token allows, and until when (everything when auth is off).
+    grant: Grant,
 }
 
 /// Runs a connection until it closes; `guard` holds its place in the connection limits.
@@ -107,27 +114,21 @@ pub(crate) async fn run(
     reader: Reader,
     sink: Sink,
     initial: Option<Initial>,
+    grant: Grant,
     guard: ConnectionGuard,
 ) {
-    let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
-    let reader_task = state.tracker.spawn(tracing::Instrument::in_current_span(reader::run(
-        reader,
-        state.config.max_message_bytes,
-        inbound_tx,
-    )));
-    // The reader must not outlive the session: it holds the socket's read half.
-    let _reader_task = AbortOnDropHandle::new(reader_task);
     let now = Instant::now();
     let heartbeat = state.config.heartbeat;
     let mut session = Session {
         subscriber: state.engine.subscriber(),
+        decoder: LazyDecoder::new(state.config.max_message_bytes),
         ops: OpsLimiter::new(state.config.max_ops_per_sec, now.into_std()),
         state,
         sink,
         out: Vec::new(),
         written: 0,
         scratch: Vec::new(),
-        inbound,
+        reader,
         heartbeat,
         last_heard: now,
         last_text: now,
@@ -135,11 +136,14 @@ pub(crate) async fn run(
         next_ping: now + heartbeat,
         busy_since_ping: true,
         last_write: now,
+        grant,
     };
     tracing::debug!("websocket open");
     let exit = session.serve(initial).await;
     tracing::debug!(?exit, "websocket closing");
-    session.finish(exit).await;
+    // Boxed: the closing steps run once, so their state need not sit in every idle
+    // connection's task for its whole life.
+    Box::pin(session.finish(exit)).await;
     drop(guard);
 }
 
@@ -161,6 +165,8 @@ impl Session {
             self.fill()?;
         }
         self.write_out().await?;
+        // The welcome and the snapshots may have grown the buffer; an idle connection keeps none.
+        self.out = Vec::new();
 
         // Both live across iterations: re-creating them would register with the timer wheel
         // and with the server-wide token's waiter list (a shared lock) once per batch.
@@ -176,12 +182,18 @@ impl Session {
             tokio::select! {
                 biased;
                 () = &mut shutdown => return Err(Exit::Close(Close::GOING_AWAY)),
-                inbound = self.inbound.recv() => match inbound {
-                    Some(inbound) => {
+                read = socket::read_into(&mut self.reader, &mut self.decoder) => match read {
+                    Ok(0) => return Err(Exit::Gone),
+                    Ok(_) => {
                         urgent = true;
-                        self.on_inbound(inbound)?;
+                        self.on_received()?;
+                        // An `auth` op may have brought the token's expiry closer.
+                        timer.as_mut().reset(self.next_deadline());
                     }
-                    None => return Err(Exit::Gone),
+                    Err(error) => {
+                        tracing::debug!(%error, "read failed");
+                        return Err(Exit::Gone);
+                    }
                 },
                 () = &mut timer => {
                     urgent = true;
@@ -215,11 +227,16 @@ impl Session {
 
     /// The next time the timer has something to check.
     fn next_deadline(&self) -> Instant {
-        self.next_ping.min(self.last_text + self.heartbeat)
+        let deadline = self.next_ping.min(self.last_text + self.heartbeat);
+        self.grant.expires_at().map_or(deadline, |expiry| deadline.min(expiry))
     }
 
     fn on_timer(&mut self) -> Result<(), Exit> {
         let now = Instant::now();
+        if self.grant.expires_at().is_some_and(|expiry| now >= expiry) {
+            tracing::debug!("token expired without an auth op replacing it");
+            return Err(Exit::Close(Close::TOKEN_EXPIRED));
+        }
         if now >= self.next_ping {
             if now.duration_since(self.last_heard) >= 2 * self.heartbeat {
                 tracing::debug!("peer silent for two heartbeat intervals");
@@ -240,41 +257,54 @@ impl Session {
         Ok(())
     }
 
-    fn on_inbound(&mut self, inbound: Inbound) -> Result<(), Exit> {
+    /// Answers every whole frame the client's latest bytes completed.
+    fn on_received(&mut self) -> Result<(), Exit> {
         self.last_heard = Instant::now();
-        match inbound {
-            Inbound::Pong => Ok(()),
-            Inbound::Ping(payload) => {
+        while let Some(item) = self.decoder.next() {
+            self.on_item(item)?;
+        }
+        Ok(())
+    }
+
+    fn on_item(&mut self, item: Item) -> Result<(), Exit> {
+        match item {
+            Item::Pong => Ok(()),
+            Item::Ping(payload) => {
                 frame::write_control(&mut self.out, Opcode::Pong, &payload);
                 Ok(())
             }
-            Inbound::Close(code) => Err(Exit::PeerClosed(code)),
-            Inbound::Fail(close) => Err(Exit::Close(close)),
-            Inbound::Op(parsed) => {
-                let id = match &*parsed {
-                    Ok(request) => request.id.as_ref(),
-                    Err(rejected) => rejected.id.as_ref(),
-                };
-                match self.ops.check(self.last_heard.into_std()) {
-                    Verdict::Allowed => {}
-                    Verdict::Limited => {
-                        tracing::debug!("op over the per-second limit");
-                        let error = WireError::too_many_ops(self.state.config.max_ops_per_sec);
-                        self.push_text(&error.to_json(id));
-                        return Ok(());
-                    }
-                    Verdict::Abuse => {
-                        tracing::warn!("closing: ops over the limit for several seconds");
-                        return Err(Exit::Close(Close::ABUSE));
-                    }
-                }
-                match *parsed {
-                    Ok(request) => self.perform(request),
-                    Err(rejected) => {
-                        self.push_text(&rejected.error.to_json(rejected.id.as_ref()));
-                        Ok(())
-                    }
-                }
+            Item::Close(code) => Err(Exit::PeerClosed(code)),
+            Item::Fail(close) => Err(Exit::Close(close)),
+            Item::Binary(_) => self.on_op(Err(Rejected { id: None, error: WireError::binary_message() })),
+            Item::Text(text) => self.on_op(op::parse(text.as_bytes())),
+        }
+    }
+
+    /// A whole text or binary message: an op, or why it is not one. Each counts against
+    /// `--max-ops-per-sec`, the malformed ones too.
+    fn on_op(&mut self, parsed: Result<Request, Rejected>) -> Result<(), Exit> {
+        let id = match &parsed {
+            Ok(request) => request.id.as_ref(),
+            Err(rejected) => rejected.id.as_ref(),
+        };
+        match self.ops.check(self.last_heard.into_std()) {
+            Verdict::Allowed => {}
+            Verdict::Limited => {
+                tracing::debug!("op over the per-second limit");
+                let error = WireError::too_many_ops(self.state.config.max_ops_per_sec);
+                self.push_text(&error.to_json(id));
+                return Ok(());
+            }
+            Verdict::Abuse => {
+                tracing::warn!("closing: ops over the limit for several seconds");
+                return Err(Exit::Close(Close::ABUSE));
+            }
+        }
+        match parsed {
+            Ok(request) => self.perform(request),
+            Err(rejected) => {
+                self.push_text(&rejected.error.to_json(rejected.id.as_ref()));
+                Ok(())
             }
         }
     }
@@ -283,6 +313,11 @@ impl Session {
         let id = request.id.as_ref();
         match request.op {
             Op::Subscribe { symbols, selectors, resume } => {
+                // Never narrowed: a request the token does not cover is refused whole.
+                if let Err(error) = self.grant.check(&selectors) {
+                    self.push_text(&error.to_json(id));
+                    return Ok(());
+                }
                 let max = self.state.config.max_subscriptions;
                 if self.subscriber.selectors().len() + self.subscriber.count_new(&selectors) > max {
                     self.push_text(&WireError::too_many_subscriptions(max).to_json(id));
@@ -306,9 +341,35 @@ impl Session {
                 self.push_text(&reply::pong(id));
                 Ok(())
             }
-            Op::Auth => {
-                self.push_text(&WireError::auth_not_enabled().to_json(id));
+            Op::Auth { token } => {
+                self.reauthenticate(&token, id);
                 Ok(())
+            }
+        }
+    }
+
+    /// The `auth` op: a valid token replaces the grant at once, and subscriptions it no
+    /// longer allows are dropped (one `forbidden` error names them); a refused token changes
+    /// nothing.
+    fn reauthenticate(&mut self, token: &Token, id: Option<&serde_json::Value>) {
+        let Some(verifier) = &self.state.auth else {
+            self.push_text(&WireError::auth_not_enabled().to_json(id));
+            return;
+        };
+        match verifier.verify(token) {
+            Err(rejection) => {
+                tracing::debug!(%rejection, "auth op refused; the old token stays");
+                self.push_text(&WireError::unauthorized(&rejection).to_json(id));
+            }
+            Ok(grant) => {
+                let dropped = grant.forbidden(self.subscriber.selectors());
+                self.grant = grant;
+                self.push_text(&reply::authenticated(self.grant.exp_s(), id));
+                if !dropped.is_empty() {
+                    // The engine sends nothing of these after this call, queued ticks included.
+                    self.subscriber.unsubscribe(&dropped);
+                    self.push_text(&WireError::no_longer_entitled(&dropped).to_json(id));
+                }
             }
         }
     }
@@ -357,7 +418,8 @@ impl Session {
     async fn write_out(&mut self) -> Result<(), Exit> {
         if !self.write_fast()? {
             let check_lag = self.state.engine.config().slow_consumer == SlowConsumer::Disconnect;
-            self.write_blocked(check_lag).await?;
+            // Boxed for the same reason as `finish`: only a client that is behind needs it.
+            Box::pin(self.write_blocked(check_lag)).await?;
         }
         self.out.clear();
         self.written = 0;
@@ -451,23 +513,15 @@ impl Session {
     }
 
     /// Ends the connection as `exit` says: a close frame after whatever frame is in flight,
-    /// then, for a close the server started, a short wait for the client's reply.
+    /// then our end of the TCP connection, then a short wait for the client's.
     async fn finish(mut self, exit: Exit) {
         let shutting_down = matches!(exit, Exit::Close(Close::GOING_AWAY));
-        let wait_for_reply = match exit {
+        match exit {
             Exit::Gone => return,
-            Exit::Close(close) => {
-                frame::write_close(&mut self.out, close.code, close.reason);
-                true
-            }
-            Exit::PeerClosed(code) => {
-                match code {
-                    Some(code) => frame::write_close(&mut self.out, code, ""),
-                    None => frame::write_header(&mut self.out, Opcode::Close, 0),
-                }
-                false
-            }
-        };
+            Exit::Close(close) => frame::write_close(&mut self.out, close.code, close.reason),
+            Exit::PeerClosed(Some(code)) => frame::write_close(&mut self.out, code, ""),
+            Exit::PeerClosed(None) => frame::write_header(&mut self.out, Opcode::Close, 0),
+        }
         // `out` may still hold the rest of a frame the peer is in the middle of; the close
         // frame was appended after it, never inside it.
         if !self.write_close(shutting_down).await {
@@ -476,17 +530,15 @@ impl Session {
         let patience = if shutting_down { CLOSE_TIMEOUT.min(self.state.config.shutdown_grace) } else { CLOSE_TIMEOUT };
         let deadline = Instant::now() + patience;
         let _ = timeout_at(deadline, self.sink.shutdown()).await;
-        if wait_for_reply {
-            // Let the client answer (and the reader drain it) before the socket closes, so
-            // no unread byte turns the close into a reset.
-            let _ = timeout_at(deadline, async {
-                while let Some(inbound) = self.inbound.recv().await {
-                    if matches!(inbound, Inbound::Close(_)) {
-                        break;
-                    }
-                }
-            })
-            .await;
-        }
+        // The server closes TCP first (RFC 6455 §7.1.1): the FIN just sent. Read what the
+        // client still sends (its close reply, the rest of an oversize message) until it closes
+        // its end, so that no unread byte turns dropping the socket into a reset that could
+        // destroy the close frame in flight. The decoder is done: it keeps none of it.
+        let _ = timeout_at(deadline, async {
+            while let Ok(1..) = socket::read_into(&mut self.reader, &mut self.decoder).await {
+                while self.decoder.next().is_some() {}
+            }
+        })
+        .await;
     }
 }

@@ -1,6 +1,6 @@
-//! Getting the raw TCP socket back after hyper's upgrade, split into the half that reads
-//! client frames (handed to fastwebsockets in the reader task) and the half the session
-//! writes batches of frames to.
+//! Getting the raw TCP socket back after hyper's upgrade, split into the half the session
+//! reads client frames from and the half it writes batches of frames to, and the one read
+//! that hands client bytes to a [`Decoder`].
 //!
 //! Why: hyper's `Upgraded` is a boxed, type-erased stream; writing through it costs a dynamic
 //! call and, split with `tokio::io::split`, a lock per write. Downcasting to the `TcpStream`
@@ -15,12 +15,20 @@ use std::{
     task::{Context, Poll},
 };
 
+use bytes::Bytes;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::{
-    io::{AsyncRead, AsyncReadExt as _, AsyncWrite},
+    io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf},
     net::{tcp::OwnedWriteHalf, TcpStream},
 };
+
+use super::codec::LazyDecoder;
+
+/// Bytes one read takes from the socket. The buffer lives on the stack only while a read is
+/// polled, never in the connection's state, so an idle connection holds no read buffer at
+/// all; client ops are small, and a larger message simply takes several reads.
+const READ_CHUNK_BYTES: usize = 2048;
 
 /// The read side of an upgraded connection. Boxed: client ops are rare next to ticks, so a
 /// dynamic call per read does not matter.
@@ -30,8 +38,9 @@ pub(crate) type Reader = Pin<Box<dyn AsyncRead + Send>>;
 pub(crate) enum Sink {
     /// The connection's own TCP write half: lock-free, with a non-blocking fast path.
     Tcp(OwnedWriteHalf),
-    /// Fallback when the upgraded stream is not our `TcpStream` (never expected with the
-    /// server as built, kept so a future transport such as TLS still works).
+    /// Every connection served over TLS (`--tls-cert`): the upgraded stream is then a
+    /// `TlsStream`, whose reads and writes share one TLS state, so its halves share a lock
+    /// and the session always takes the async write path.
     Upgraded(tokio::io::WriteHalf<TokioIo<Upgraded>>),
 }
 
@@ -72,12 +81,38 @@ impl AsyncWrite for Sink {
     }
 }
 
+/// Reads what the client sent into `decoder`; `Ok(0)` at EOF.
+///
+/// # Cancel safety
+/// Cancel safe: bytes are handed to the decoder in the same poll that reads them, so a
+/// dropped future never loses any (which is why the session may `select!` on it, unlike
+/// fastwebsockets' `read_frame`).
+pub(crate) async fn read_into(reader: &mut Reader, decoder: &mut LazyDecoder) -> io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        let mut chunk = [0u8; READ_CHUNK_BYTES];
+        let mut buf = ReadBuf::new(&mut chunk);
+        match reader.as_mut().poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => {
+                decoder.feed(buf.filled());
+                Poll::Ready(Ok(buf.filled().len()))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
 /// Splits an upgraded connection into its reader and its sink.
 pub(crate) fn split(upgraded: Upgraded) -> (Reader, Sink) {
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             let (read, write) = parts.io.into_inner().into_split();
-            let reader = std::io::Cursor::new(parts.read_buf).chain(read);
+            // `read_buf` is a view into hyper's whole read buffer (8 KiB and more): keeping it,
+            // even empty, would keep that buffer alive for the connection's life. Copy out the
+            // few bytes a client may have sent after its request head, if any.
+            let early = if parts.read_buf.is_empty() { Bytes::new() } else { Bytes::copy_from_slice(&parts.read_buf) };
+            let reader = std::io::Cursor::new(early).chain(read);
             (Box::pin(reader), Sink::Tcp(write))
         }
         Err(upgraded) => {
