@@ -54,7 +54,9 @@ fn start(request: &mut Request<Incoming>, state: &Arc<State>, peer: SocketAddr) 
             }
         };
         let (reader, sink) = socket::split(upgraded);
-        session::run(task_state, reader, sink, initial, grant, guard).await;
+        let session = session::Session::open(Arc::clone(&task_state), reader, sink, initial, grant, guard);
+        // A task of its own, so that nothing of this one (the upgrade) stays in its future.
+        task_state.tracker.spawn(session.run().instrument(tracing::Span::current()));
     };
     state.tracker.spawn(session.instrument(tracing::debug_span!("ws")));
     Ok(response.map(|_| Body::Empty))

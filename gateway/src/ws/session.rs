@@ -78,7 +78,8 @@ enum Exit {
     Gone,
 }
 
-struct Session {
+/// One WebSocket connection: its subscriber, its socket halves, its output and its timers.
+pub(crate) struct Session {
     state: Arc<State>,
     subscriber: Subscriber,
     sink: Sink,
@@ -106,64 +107,78 @@ struct Session {
     last_write: Instant,
     /// What the connection's token allows, and until when (everything when auth is off).
     grant: Grant,
-}
-
-/// Runs a connection until it closes; `guard` holds its place in the connection limits.
-pub(crate) async fn run(
-    state: Arc<State>,
-    reader: Reader,
-    sink: Sink,
-    initial: Option<Initial>,
-    grant: Grant,
-    guard: ConnectionGuard,
-) {
-    let now = Instant::now();
-    let heartbeat = state.config.heartbeat;
-    let mut session = Session {
-        subscriber: state.engine.subscriber(),
-        decoder: LazyDecoder::new(state.config.max_message_bytes),
-        ops: OpsLimiter::new(state.config.max_ops_per_sec, now.into_std()),
-        state,
-        sink,
-        out: Vec::new(),
-        written: 0,
-        scratch: Vec::new(),
-        reader,
-        heartbeat,
-        last_heard: now,
-        last_text: now,
-        text_pending: false,
-        next_ping: now + heartbeat,
-        busy_since_ping: true,
-        last_write: now,
-        grant,
-    };
-    tracing::debug!("websocket open");
-    let exit = session.serve(initial).await;
-    tracing::debug!(?exit, "websocket closing");
-    // Boxed: the closing steps run once, so their state need not sit in every idle
-    // connection's task for its whole life.
-    Box::pin(session.finish(exit)).await;
-    drop(guard);
+    /// The connection's place in the connection limits, released when the session ends.
+    _guard: ConnectionGuard,
 }
 
 impl Session {
-    async fn serve(&mut self, initial: Option<Initial>) -> Exit {
-        match self.serve_until_exit(initial).await {
+    /// A session for an upgraded connection: the welcome, and the `?symbols=` subscription
+    /// with its reply, are queued for the first write. `guard` holds its place in the
+    /// connection limits until the session ends.
+    pub(crate) fn open(
+        state: Arc<State>,
+        reader: Reader,
+        sink: Sink,
+        initial: Option<Initial>,
+        grant: Grant,
+        guard: ConnectionGuard,
+    ) -> Self {
+        let now = Instant::now();
+        let heartbeat = state.config.heartbeat;
+        let mut session = Session {
+            subscriber: state.engine.subscriber(),
+            decoder: LazyDecoder::new(state.config.max_message_bytes),
+            ops: OpsLimiter::new(state.config.max_ops_per_sec, now.into_std()),
+            state,
+            sink,
+            out: Vec::new(),
+            written: 0,
+            scratch: Vec::new(),
+            reader,
+            heartbeat,
+            last_heard: now,
+            last_text: now,
+            text_pending: false,
+            next_ping: now + heartbeat,
+            busy_since_ping: true,
+            last_write: now,
+            grant,
+            _guard: guard,
+        };
+        let welcome = reply::welcome(session.state.engine.epoch(), &session.state.config);
+        session.push_text(&welcome);
+        if let Some(initial) = initial {
+            session.push_text(&reply::subscribed(&initial.symbols, None));
+            session.subscriber.subscribe(&initial.selectors, Resume::Fresh);
+        }
+        session
+    }
+
+    /// Serves the connection until it closes.
+    ///
+    /// Run it as a task of its own, spawned once the upgrade is done: the task's future is
+    /// then this session and its loop only, with nothing left of the upgrade (idle
+    /// connections are the many, and every byte of their task counts).
+    pub(crate) async fn run(mut self) {
+        tracing::debug!("websocket open");
+        let exit = self.serve().await;
+        tracing::debug!(?exit, "websocket closing");
+        // Boxed: the closing steps run once, so their state need not sit in every idle
+        // connection's task for its whole life.
+        Box::pin(self.finish(exit)).await;
+    }
+
+    async fn serve(&mut self) -> Exit {
+        match self.serve_until_exit().await {
             Ok(never) => match never {},
             Err(exit) => exit,
         }
     }
 
     /// The main loop; returns only through `Err(exit)`.
-    async fn serve_until_exit(&mut self, initial: Option<Initial>) -> Result<std::convert::Infallible, Exit> {
-        let welcome = reply::welcome(self.state.engine.epoch(), &self.state.config);
-        self.push_text(&welcome);
-        if let Some(initial) = initial {
-            self.push_text(&reply::subscribed(&initial.symbols, None));
-            self.subscriber.subscribe(&initial.selectors, Resume::Fresh);
-            self.fill()?;
-        }
+    async fn serve_until_exit(&mut self) -> Result<std::convert::Infallible, Exit> {
+        // The welcome and the reply to `?symbols=` are queued already; snapshots follow them.
+        self.fill()?;
         self.write_out().await?;
         // The welcome and the snapshots may have grown the buffer; an idle connection keeps none.
         self.out = Vec::new();
