@@ -246,4 +246,20 @@ mod tests {
     fn null_id_is_no_id() {
         assert_eq!(parse(br#"{"op":"ping","id":null}"#).expect("valid").id, None);
     }
+
+    /// Regression, found by the `op_parse` fuzz target: serde_json's default float parser may
+    /// be one ulp off, so a 96-digit id came back as `9.999999999999999e95` when the client
+    /// had sent (and would read its own id as) `1e96`, and it could not match the reply.
+    #[test]
+    fn numeric_id_is_echoed_as_the_number_the_client_sent() {
+        let long = format!("{}5", "9".repeat(95));
+        for sent in [long.as_str(), "0.1", "123456789.12345679", "1.7976931348623157e308", "5e-324", "-0.5"] {
+            let request = parse(format!(r#"{{"op":"ping","id":{sent}}}"#).as_bytes()).expect("valid");
+            let reply: Value = serde_json::from_slice(&crate::reply::pong(request.id.as_ref())).expect("JSON");
+            let expected: f64 = sent.parse().expect("a number");
+            // Parsed back with the standard library, which always rounds correctly.
+            let echoed: f64 = reply["id"].to_string().parse().expect("a number");
+            assert_eq!(echoed.to_bits(), expected.to_bits(), "sent {sent}, echoed {}", reply["id"]);
+        }
+    }
 }
