@@ -158,7 +158,7 @@ pub struct Cli {
     /// WebSocket writes per second to stay under: above it, each connection coalesces the
     /// ticks of a short window into one write (the busier the server, the longer the
     /// window, up to --max-coalesce-ms). 0 writes every tick at once, whatever the load.
-    #[arg(long, env = "TICKFEED_WRITE_BUDGET", default_value_t = 50_000)]
+    #[arg(long, env = "TICKFEED_WRITE_BUDGET", default_value_t = 75_000)]
     pub write_budget: u64,
 
     /// Longest a tick may wait to be coalesced with others, in milliseconds.

@@ -63,7 +63,7 @@ impl Default for GatewayConfig {
             max_connections_per_ip: 1000,
             heartbeat: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(3),
-            write_budget_per_s: 50_000,
+            write_budget_per_s: 75_000,
             max_coalesce: Duration::from_millis(20),
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
