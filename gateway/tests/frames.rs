@@ -95,8 +95,16 @@ struct RawClient {
 impl RawClient {
     /// Upgrades by hand and reads the 101 and the `welcome` message.
     async fn open(server: &Server) -> Self {
+        Self::open_sending(server, &[]).await
+    }
+
+    /// Upgrades by hand, sending `early` in the same write as the request head, and reads
+    /// the 101 and the `welcome` message.
+    async fn open_sending(server: &Server, early: &[u8]) -> Self {
         let mut stream = TcpStream::connect(server.addr).await.unwrap();
-        stream.write_all(common::upgrade_request("/ws").as_bytes()).await.unwrap();
+        let mut request = common::upgrade_request("/ws").into_bytes();
+        request.extend_from_slice(early);
+        stream.write_all(&request).await.unwrap();
         let mut buf = Vec::new();
         let head_end = loop {
             if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -324,6 +332,23 @@ async fn close_with_1000_is_echoed_with_1000() {
     within(async {
         let server = start().await;
         assert_closes_with(&server, &close(1000), 1000).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn frames_sent_with_the_upgrade_request_are_answered_after_the_welcome() {
+    within(async {
+        let server = start().await;
+        // A client may pipeline its first frames behind the request head; hyper reads them
+        // with the head, and they must still reach the session, in order.
+        let mut early = masked(FIN | PING, b"early");
+        early.extend(text(br#"{"op":"ping","id":7}"#));
+        let mut client = RawClient::open_sending(&server, &early).await;
+        let pong = client.next_frame().await;
+        assert_eq!((pong.opcode, pong.payload.as_slice()), (PONG, &b"early"[..]));
+        let reply = client.next_text().await;
+        assert_eq!((reply["type"].as_str(), reply["id"].as_u64()), (Some("pong"), Some(7)), "{reply}");
     })
     .await;
 }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     codec::{Item, LazyDecoder},
-    socket::{self, Reader, Sink},
+    socket::{self, Split},
 };
 use crate::frame::{self, Opcode};
 
@@ -20,17 +20,12 @@ pub(crate) const MAX_MESSAGE_BYTES: usize = 20 << 20;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Echoes every message until the client closes, breaks the protocol or the server stops.
-pub(crate) async fn run(mut reader: Reader, mut sink: Sink, shutdown: CancellationToken) {
+pub(crate) async fn run(socket: Split, shutdown: CancellationToken) {
+    let Split { mut reader, mut sink, early } = socket;
     let mut decoder = LazyDecoder::new(MAX_MESSAGE_BYTES);
+    decoder.feed(&early);
     let mut out = Vec::new();
     loop {
-        let read = tokio::select! {
-            () = shutdown.cancelled() => return,
-            read = socket::read_into(&mut reader, &mut decoder) => read,
-        };
-        if !matches!(read, Ok(1..)) {
-            return;
-        }
         for item in &mut decoder {
             match item {
                 Item::Text(text) => echo(&mut out, Opcode::Text, text.as_bytes()),
@@ -54,6 +49,13 @@ pub(crate) async fn run(mut reader: Reader, mut sink: Sink, shutdown: Cancellati
                 while let Ok(1..) = socket::read_into(&mut reader, &mut decoder).await {}
             })
             .await;
+            return;
+        }
+        let read = tokio::select! {
+            () = shutdown.cancelled() => return,
+            read = socket::read_into(&mut reader, &mut decoder) => read,
+        };
+        if !matches!(read, Ok(1..)) {
             return;
         }
     }

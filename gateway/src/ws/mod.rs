@@ -53,8 +53,7 @@ fn start(request: &mut Request<Incoming>, state: &Arc<State>, peer: SocketAddr) 
                 return;
             }
         };
-        let (reader, sink) = socket::split(upgraded);
-        let session = session::Session::open(Arc::clone(&task_state), reader, sink, initial, grant, guard);
+        let session = session::Session::open(Arc::clone(&task_state), socket::split(upgraded), initial, grant, guard);
         // A task of its own, so that nothing of this one (the upgrade) stays in its future.
         task_state.tracker.spawn(session.run().instrument(tracing::Span::current()));
     };
@@ -73,8 +72,7 @@ pub(crate) fn upgrade_echo(request: &mut Request<Incoming>, state: &Arc<State>, 
         let shutdown = state.shutdown.clone();
         state.tracker.spawn(async move {
             if let Ok(websocket) = upgrade.await {
-                let (reader, sink) = socket::split(websocket.into_inner().into_inner());
-                echo::run(reader, sink, shutdown).await;
+                echo::run(socket::split(websocket.into_inner().into_inner()), shutdown).await;
             }
             drop(guard);
         });

@@ -36,7 +36,7 @@ use tokio::{
 
 use super::{
     codec::{Item, LazyDecoder},
-    socket::{self, Reader, Sink},
+    socket::{self, Reader, Sink, Split},
 };
 use crate::{
     auth::{Grant, Token},
@@ -117,12 +117,12 @@ impl Session {
     /// connection limits until the session ends.
     pub(crate) fn open(
         state: Arc<State>,
-        reader: Reader,
-        sink: Sink,
+        socket: Split,
         initial: Option<Initial>,
         grant: Grant,
         guard: ConnectionGuard,
     ) -> Self {
+        let Split { reader, sink, early } = socket;
         let now = Instant::now();
         let heartbeat = state.config.heartbeat;
         let mut session = Session {
@@ -151,6 +151,9 @@ impl Session {
             session.push_text(&reply::subscribed(&initial.symbols, None));
             session.subscriber.subscribe(&initial.selectors, Resume::Fresh);
         }
+        if !early.is_empty() {
+            session.decoder.feed(&early);
+        }
         session
     }
 
@@ -177,8 +180,10 @@ impl Session {
 
     /// The main loop; returns only through `Err(exit)`.
     async fn serve_until_exit(&mut self) -> Result<std::convert::Infallible, Exit> {
-        // The welcome and the reply to `?symbols=` are queued already; snapshots follow them.
+        // The welcome and the reply to `?symbols=` are queued already; snapshots follow them,
+        // then the answers to whatever the client sent along with its upgrade request.
         self.fill()?;
+        self.on_received()?;
         self.write_out().await?;
         // The welcome and the snapshots may have grown the buffer; an idle connection keeps none.
         self.out = Vec::new();
