@@ -19,6 +19,7 @@ const FLAGS: &[&str] = &[
     "--max-connections", "--max-connections-per-ip", "--bus-capacity", "--log-format", "--write-budget", "--max-coalesce-ms",
     "--tls-cert", "--tls-key", "--handshake-timeout-ms", "--idle-timeout-ms", "--publisher-token",
     "--jwt-secret", "--jwt-public-key", "--jwt-audience", "--jwt-issuer", "--jwt-leeway-s", "--allowed-origin",
+    "--conformance-echo",
 ];
 
 #[test]

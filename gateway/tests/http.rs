@@ -1,11 +1,15 @@
-//! The plain JSON endpoints: `/symbols`, `/snapshot`, `/health`, and errors for unknown paths
-//! and methods.
+//! The plain JSON endpoints: `/symbols`, `/snapshot`, `/health`, errors for unknown paths
+//! and methods, and the conformance echo that only a test flag serves.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use common::{assert_tick, connect, http_get, start, within, HttpStream, EPOCH};
+use feed_engine::EngineConfig;
+use futures_util::{SinkExt as _, StreamExt as _};
+use gateway::GatewayConfig;
 use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
 async fn symbols_are_listed_in_byte_order() {
@@ -84,6 +88,25 @@ async fn unknown_path_is_404_and_other_methods_are_405_with_json() {
         assert_eq!(post.status, 405);
         assert_eq!(post.header("allow"), Some("GET"));
         assert_eq!(post.json()["type"], "error");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_conformance_echo_exists_only_when_turned_on() {
+    within(async {
+        // Off by default: the echo answers anyone, so a production server must not serve it.
+        let server = start().await;
+        let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let off = HttpStream::request_on(stream, &common::upgrade_request("/ws-echo")).await.into_response().await;
+        assert_eq!(off.status, 404);
+
+        let config = GatewayConfig { conformance_echo: true, ..GatewayConfig::default() };
+        let server = common::start_with(EngineConfig::default(), config).await;
+        let (mut echo, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws-echo", server.addr)).await.unwrap();
+        echo.send(Message::text("hello")).await.unwrap();
+        let back = echo.next().await.unwrap().unwrap();
+        assert_eq!(back, Message::text("hello"));
     })
     .await;
 }
