@@ -155,9 +155,10 @@ pub struct Cli {
     #[arg(long, env = "TICKFEED_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000)]
     pub max_connections_per_ip: u32,
 
-    /// WebSocket writes per second to stay under: above it, each connection coalesces the
-    /// ticks of a short window into one write (the busier the server, the longer the
-    /// window, up to --max-coalesce-ms). 0 writes every tick at once, whatever the load.
+    /// Writes per second always allowed: above it, each connection coalesces the ticks of a
+    /// short window into one write (the busier the server, the longer the window, up to
+    /// --max-coalesce-ms), and while the cores are less than 75% busy the budget rises
+    /// above this one. 0 writes every tick at once, whatever the load.
     #[arg(long, env = "TICKFEED_WRITE_BUDGET", default_value_t = 75_000)]
     pub write_budget: u64,
 

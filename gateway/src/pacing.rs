@@ -16,6 +16,12 @@
 //! `(D/C) / (1 + W·D/C)` writes/s, so `W = C·(1/B − 1/D)` brings the total back to about `B`.
 //! The delivered rate does not depend on the window, so the rule has no feedback loop to
 //! oscillate. The window is capped at `max_window`.
+//!
+//! The budget is a floor, not a ceiling: a window trades latency for CPU, and a server with
+//! CPU to spare should not pay latency for nothing. So the budget in use rises 10% per period
+//! while the process keeps its cores less than 75% busy, and falls back towards the
+//! configured budget while they are more than 90% busy; in between it stays. It moves slowly
+//! (a period is 100 ms) and only within that band, so it settles rather than swings.
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},
@@ -36,14 +42,32 @@ pub(crate) struct Pacing {
     delivered: AtomicU64,
     /// The current window in microseconds (0: write at once).
     window_us: AtomicU64,
+    /// The configured budget (`--write-budget`): the least the budget in use falls to.
     budget_per_s: u64,
+    /// The budget in use, raised above `budget_per_s` while the CPU has room.
+    budget_in_use: AtomicU64,
     max_window: Duration,
 }
+
+/// Below this share of its cores busy, the server raises the budget in use.
+const RAISE_BELOW_BUSY: f64 = 0.75;
+/// Above this share, it lowers the budget in use (never below the configured one).
+const LOWER_ABOVE_BUSY: f64 = 0.90;
+/// How much the budget in use moves per period.
+const BUDGET_STEP: f64 = 1.10;
+/// The budget in use never exceeds the configured one by more than this factor.
+const MAX_RAISE: f64 = 8.0;
 
 impl Pacing {
     /// `budget_per_s` of 0 turns coalescing off.
     pub(crate) fn new(budget_per_s: u64, max_window: Duration) -> Self {
-        Self { delivered: AtomicU64::new(0), window_us: AtomicU64::new(0), budget_per_s, max_window }
+        Self {
+            delivered: AtomicU64::new(0),
+            window_us: AtomicU64::new(0),
+            budget_per_s,
+            budget_in_use: AtomicU64::new(budget_per_s),
+            max_window,
+        }
     }
 
     /// Counts frames a connection just queued for writing.
@@ -58,15 +82,54 @@ impl Pacing {
     }
 
     /// Recomputes the window from the frames delivered since the last call, `elapsed` ago,
-    /// with `connections` live. Returns the new window.
-    pub(crate) fn update(&self, previous_delivered: &mut u64, elapsed: Duration, connections: usize) -> Duration {
+    /// with `connections` live and the process's cores `busy` (0–1; `None` if unknown) over
+    /// the same time. Returns the new window.
+    pub(crate) fn update(
+        &self,
+        previous_delivered: &mut u64,
+        elapsed: Duration,
+        connections: usize,
+        busy: Option<f64>,
+    ) -> Duration {
         let delivered = self.delivered.load(Ordering::Relaxed);
         let frames = delivered.saturating_sub(*previous_delivered);
         *previous_delivered = delivered;
-        let window = window_for(frames as f64 / elapsed.as_secs_f64().max(1e-3), connections, self.budget_per_s, self.max_window);
+        // Relaxed: only this method (one task) writes it.
+        let budget = next_budget(self.budget_in_use.load(Ordering::Relaxed), self.budget_per_s, busy);
+        self.budget_in_use.store(budget, Ordering::Relaxed);
+        let window = window_for(frames as f64 / elapsed.as_secs_f64().max(1e-3), connections, budget, self.max_window);
         self.window_us.store(window.as_micros() as u64, Ordering::Relaxed);
         window
     }
+}
+
+/// The budget in use after one period: see the module docs.
+fn next_budget(in_use: u64, configured: u64, busy: Option<f64>) -> u64 {
+    let in_use = in_use as f64;
+    let next = match busy {
+        Some(busy) if busy < RAISE_BELOW_BUSY => in_use * BUDGET_STEP,
+        Some(busy) if busy > LOWER_ABOVE_BUSY => in_use / BUDGET_STEP,
+        _ => in_use,
+    };
+    next.clamp(configured as f64, configured as f64 * MAX_RAISE) as u64
+}
+
+/// CPU time the whole process has used so far (user and system), or `None` if the system
+/// will not say.
+pub(crate) fn process_cpu_time() -> Option<Duration> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: `getrusage` writes a whole `rusage` into the pointer it is given, which points
+    // at one, and reports failure without touching it.
+    let usage = unsafe {
+        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
+            return None;
+        }
+        usage.assume_init()
+    };
+    let time = |t: libc::timeval| -> Option<Duration> {
+        Some(Duration::from_secs(u64::try_from(t.tv_sec).ok()?) + Duration::from_micros(u64::try_from(t.tv_usec).ok()?))
+    };
+    Some(time(usage.ru_utime)? + time(usage.ru_stime)?)
 }
 
 /// `W = C·(1/B − 1/D)` when `D > B`, else zero; zero below [`MIN_WINDOW`]; at most `max`.
@@ -122,9 +185,40 @@ mod tests {
         let mut seen = 0;
         pacing.add_delivered(20_000);
         // 20,000 frames in 100 ms = 200k/s over 1,000 connections.
-        assert_eq!(pacing.update(&mut seen, Duration::from_millis(100), 1_000).as_micros(), 5_000);
+        assert_eq!(pacing.update(&mut seen, Duration::from_millis(100), 1_000, None).as_micros(), 5_000);
         assert_eq!(pacing.window().as_micros(), 5_000);
         // Nothing since: back to zero.
-        assert_eq!(pacing.update(&mut seen, Duration::from_millis(100), 1_000), Duration::ZERO);
+        assert_eq!(pacing.update(&mut seen, Duration::from_millis(100), 1_000, None), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_budget_rises_while_the_cpu_has_room_and_falls_back_to_the_configured_one() {
+        let mut budget = 75_000;
+        for _ in 0..5 {
+            budget = next_budget(budget, 75_000, Some(0.5));
+        }
+        assert!(budget > 75_000 * 3 / 2, "raised: {budget}");
+        assert_eq!(next_budget(budget, 75_000, Some(0.8)), budget, "steady inside the band");
+        assert_eq!(next_budget(budget, 75_000, None), budget, "unknown load changes nothing");
+        for _ in 0..50 {
+            budget = next_budget(budget, 75_000, Some(0.99));
+        }
+        assert_eq!(budget, 75_000, "never below the configured budget");
+        for _ in 0..200 {
+            budget = next_budget(budget, 75_000, Some(0.1));
+        }
+        assert_eq!(budget, 600_000, "at most eight times the configured budget");
+        assert_eq!(next_budget(0, 0, Some(0.1)), 0, "a zero budget stays off");
+    }
+
+    #[test]
+    fn process_cpu_time_goes_up_with_work() {
+        let before = process_cpu_time().expect("getrusage works on Linux");
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < Duration::from_millis(30) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        assert!(process_cpu_time().expect("again") > before);
     }
 }

@@ -126,13 +126,23 @@ async fn pace(state: Arc<State>) {
     let mut ticker = tokio::time::interval(pacing::PERIOD);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut seen, mut last) = (0, tokio::time::Instant::now());
+    // The cores the runtime may keep busy; CPU time is the whole process's (the simulator's
+    // thread included), which is what competes with the connections for those cores.
+    let cores = tokio::runtime::Handle::current().metrics().num_workers().max(1) as f64;
+    let mut cpu_then = pacing::process_cpu_time();
     loop {
         tokio::select! {
             () = state.shutdown.cancelled() => return,
             now = ticker.tick() => {
-                let window = state.pacing.update(&mut seen, now - last, state.limits.live());
+                let elapsed = now - last;
+                let cpu_now = pacing::process_cpu_time();
+                let busy = cpu_now.zip(cpu_then).map(|(now, then)| {
+                    now.saturating_sub(then).as_secs_f64() / (elapsed.as_secs_f64().max(1e-3) * cores)
+                });
+                cpu_then = cpu_now;
+                let window = state.pacing.update(&mut seen, elapsed, state.limits.live(), busy);
                 last = now;
-                tracing::trace!(?window, "write-coalescing window");
+                tracing::trace!(?window, ?busy, "write-coalescing window");
             }
         }
     }
