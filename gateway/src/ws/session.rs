@@ -151,9 +151,7 @@ impl Session {
             session.push_text(&reply::subscribed(&initial.symbols, None));
             session.subscriber.subscribe(&initial.selectors, Resume::Fresh);
         }
-        if !early.is_empty() {
-            session.decoder.feed(&early);
-        }
+        session.decoder.feed(&early);
         session
     }
 
