@@ -82,13 +82,14 @@ struct Maps {
     venue: HashMap<Arc<str>, Arc<WakeList>>,
 }
 
-fn get_or_create(map: &mut HashMap<Arc<str>, Arc<WakeList>>, key: &str) -> Arc<WakeList> {
-    if let Some(list) = map.get(key) {
-        return Arc::clone(list);
+/// The list for `key`, created if need be, and the map's own copy of the key.
+fn get_or_create(map: &mut HashMap<Arc<str>, Arc<WakeList>>, key: &str) -> (Arc<str>, Arc<WakeList>) {
+    if let Some((key, list)) = map.get_key_value(key) {
+        return (Arc::clone(key), Arc::clone(list));
     }
-    let list = Arc::new(WakeList::default());
-    map.insert(key.into(), Arc::clone(&list));
-    list
+    let (key, list): (Arc<str>, _) = (key.into(), Arc::new(WakeList::default()));
+    map.insert(Arc::clone(&key), Arc::clone(&list));
+    (key, list)
 }
 
 impl Interest {
@@ -97,17 +98,25 @@ impl Interest {
         self.maps.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Puts `slot` in the list of `selector`; returns the list, to leave it later.
-    pub(crate) fn join(&self, selector: &Selector, slot: &Arc<WakeSlot>) -> Arc<WakeList> {
+    /// Puts `slot` in the list of `selector`; returns the list, to leave it later, and the
+    /// selector again with its name shared with the lists' map: every subscriber to a symbol
+    /// then keeps one pointer to one copy of its name, not a copy of its own.
+    pub(crate) fn join(&self, selector: &Selector, slot: &Arc<WakeSlot>) -> (Selector, Arc<WakeList>) {
         // Under the lock, so that `leave` never drops a list someone is about to join.
         let mut maps = self.maps();
-        let list = match selector {
-            Selector::All => Arc::clone(&self.all),
-            Selector::Venue(venue) => get_or_create(&mut maps.venue, venue),
-            Selector::Exact(name) => get_or_create(&mut maps.exact, name),
+        let (selector, list) = match selector {
+            Selector::All => (Selector::All, Arc::clone(&self.all)),
+            Selector::Venue(venue) => {
+                let (venue, list) = get_or_create(&mut maps.venue, venue);
+                (Selector::Venue(venue), list)
+            }
+            Selector::Exact(name) => {
+                let (name, list) = get_or_create(&mut maps.exact, name);
+                (Selector::Exact(name), list)
+            }
         };
         add(&list, slot);
-        list
+        (selector, list)
     }
 
     /// Takes `slot` out of the list `join` returned for `selector`, and forgets the list if
@@ -147,8 +156,8 @@ impl Interest {
     /// The lists a new symbol's ticks wake (called once per symbol, by the publisher).
     pub(crate) fn lists_for_symbol(&self, name: &str) -> SymbolLists {
         let mut maps = self.maps();
-        let exact = get_or_create(&mut maps.exact, name);
-        let venue = symbol::venue_of(name).map(|v| get_or_create(&mut maps.venue, v));
+        let (_, exact) = get_or_create(&mut maps.exact, name);
+        let venue = symbol::venue_of(name).map(|v| get_or_create(&mut maps.venue, v).1);
         SymbolLists { exact, venue }
     }
 
@@ -191,7 +200,7 @@ mod tests {
         for i in 0..1_000 {
             for text in [format!("MADEUP:{i}"), format!("V{i}:*")] {
                 let selector = Selector::parse(&text).expect("valid");
-                let list = interest.join(&selector, &slot);
+                let (_, list) = interest.join(&selector, &slot);
                 interest.leave(&selector, &list, &slot, &table);
             }
         }
@@ -199,11 +208,28 @@ mod tests {
     }
 
     #[test]
+    fn joiners_of_one_name_share_one_copy_of_it() {
+        let interest = Interest::default();
+        let (a, b) = (Arc::new(WakeSlot::default()), Arc::new(WakeSlot::default()));
+        for text in ["NASDAQ:AAPL", "NASDAQ:*"] {
+            // Parsed separately, as two connections would.
+            let (first, _) = interest.join(&Selector::parse(text).expect("valid"), &a);
+            let (second, _) = interest.join(&Selector::parse(text).expect("valid"), &b);
+            match (first, second) {
+                (Selector::Exact(x), Selector::Exact(y)) | (Selector::Venue(x), Selector::Venue(y)) => {
+                    assert!(Arc::ptr_eq(&x, &y), "{text}: two copies of the name");
+                }
+                other => panic!("{text}: joined as {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn a_list_still_joined_is_kept() {
         let interest = Interest::default();
         let (a, b) = (Arc::new(WakeSlot::default()), Arc::new(WakeSlot::default()));
         let selector = Selector::parse("X").expect("valid");
-        let list_a = interest.join(&selector, &a);
+        let (_, list_a) = interest.join(&selector, &a);
         let _list_b = interest.join(&selector, &b);
         interest.leave(&selector, &list_a, &a, &Registry::default());
         assert_eq!(interest.list_count(), 1);

@@ -93,14 +93,30 @@ struct Queued {
 /// Exact symbols and patterns, with a per-symbol-id cache of the match result.
 #[derive(Debug, Default)]
 struct Filter {
-    selectors: Vec<Selector>,
+    /// Each selector with the wake list it joined: one `Vec`, as every connection holds it.
+    joined: Vec<Joined>,
     /// 0 = not computed, 1 = match, 2 = no match; indexed by symbol id.
     cache: Vec<u8>,
 }
 
+/// One subscribed selector, and the wake list its publishes go through (left on unsubscribe).
+#[derive(Debug)]
+struct Joined {
+    selector: Selector,
+    list: Arc<WakeList>,
+}
+
 impl Filter {
+    fn selectors(&self) -> impl ExactSizeIterator<Item = &Selector> {
+        self.joined.iter().map(|joined| &joined.selector)
+    }
+
+    fn has(&self, selector: &Selector) -> bool {
+        self.selectors().any(|s| s == selector)
+    }
+
     fn matches_name(&self, name: &str) -> bool {
-        self.selectors.iter().any(|s| s.matches(name))
+        self.selectors().any(|s| s.matches(name))
     }
 
     fn matches(&mut self, tick: &Tick) -> bool {
@@ -124,9 +140,8 @@ pub struct Subscriber {
     /// Newest seq handed out or queued per symbol id (0: none).
     delivered: Vec<u64>,
     queue: VecDeque<Queued>,
-    /// This subscriber's wake-up handle, and the wake lists it is in (one per selector).
+    /// This subscriber's wake-up handle (in the wake list of each selector).
     slot: Arc<WakeSlot>,
-    joined: Vec<(Selector, Arc<WakeList>)>,
 }
 
 impl Subscriber {
@@ -140,20 +155,19 @@ impl Subscriber {
             delivered: Vec::new(),
             queue: VecDeque::new(),
             slot: Arc::default(),
-            joined: Vec::new(),
         }
     }
 
     /// The selectors currently subscribed, in the order they were added.
-    pub fn selectors(&self) -> &[Selector] {
-        &self.filter.selectors
+    pub fn selectors(&self) -> impl ExactSizeIterator<Item = &Selector> {
+        self.filter.selectors()
     }
 
     /// How many of `selectors` are not subscribed yet (for the `--max-subscriptions` check).
     pub fn count_new(&self, selectors: &[Selector]) -> usize {
         let mut new: Vec<&Selector> = Vec::new();
         for s in selectors {
-            if !self.filter.selectors.contains(s) && !new.contains(&s) {
+            if !self.filter.has(s) && !new.contains(&s) {
                 new.push(s);
             }
         }
@@ -164,11 +178,14 @@ impl Subscriber {
     /// or with `resume` the missed ticks from history (or a reset and a snapshot where
     /// history no longer reaches).
     pub fn subscribe(&mut self, selectors: &[Selector], resume: Resume<'_>) {
+        // Exact growth: most clients subscribe once, and a `Vec`'s first growth reserves four
+        // entries, which idle connections would carry for nothing.
+        let new = self.count_new(selectors);
+        self.filter.joined.reserve_exact(new);
         for s in selectors {
-            if !self.filter.selectors.contains(s) {
-                self.filter.selectors.push(s.clone());
-                let list = self.shared.interest.join(s, &self.slot);
-                self.joined.push((s.clone(), list));
+            if !self.filter.has(s) {
+                let (selector, list) = self.shared.interest.join(s, &self.slot);
+                self.filter.joined.push(Joined { selector, list });
             }
         }
         self.filter.cache.clear();
@@ -199,9 +216,8 @@ impl Subscriber {
     /// covers that were also subscribed by name). Nothing owed for symbols that no longer
     /// match is sent afterwards.
     pub fn unsubscribe(&mut self, selectors: &[Selector]) {
-        self.filter.selectors.retain(|s| !selectors.contains(s));
         let (slot, shared) = (&self.slot, &self.shared);
-        self.joined.retain(|(selector, list)| {
+        self.filter.joined.retain(|Joined { selector, list }| {
             let removed = selectors.contains(selector);
             if removed {
                 shared.interest.leave(selector, list, slot, &shared.registry);
@@ -275,8 +291,11 @@ impl Subscriber {
     ///
     /// # Cancel safety
     /// Cancel safe: dropping the future loses nothing, the events stay in the engine.
-    pub async fn ready(&self) {
-        std::future::poll_fn(|cx| {
+    ///
+    /// Not an `async fn`: the future is one reference, where an `async fn` would keep the
+    /// reference twice; it sits in every waiting connection's task.
+    pub fn ready(&self) -> impl std::future::Future<Output = ()> + Send + '_ {
+        std::future::poll_fn(move |cx| {
             if self.has_ready() {
                 return Poll::Ready(());
             }
@@ -289,7 +308,6 @@ impl Subscriber {
             }
             Poll::Pending
         })
-        .await;
     }
 
     /// Is there anything for [`Subscriber::drain`] right now?
@@ -451,7 +469,7 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
-        for (selector, list) in &self.joined {
+        for Joined { selector, list } in &self.filter.joined {
             self.shared.interest.leave(selector, list, &self.slot, &self.shared.registry);
         }
         self.shared.subscribers.fetch_sub(1, Ordering::Relaxed);

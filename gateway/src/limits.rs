@@ -106,10 +106,12 @@ pub(crate) enum Verdict {
 pub(crate) struct OpsLimiter {
     max_per_sec: u32,
     started: Instant,
-    window: u64,
+    /// Whole seconds since `started` (32 bits: every connection holds one, and 136 years of
+    /// windows is enough).
+    window: u32,
     count: u32,
     /// The last window that went over the limit, and how many in a row did.
-    last_over: Option<u64>,
+    last_over: Option<u32>,
     strikes: u32,
 }
 
@@ -121,7 +123,8 @@ impl OpsLimiter {
 
     /// Counts one op arriving at `now`.
     pub(crate) fn check(&mut self, now: Instant) -> Verdict {
-        let window = now.saturating_duration_since(self.started).as_secs();
+        let secs = now.saturating_duration_since(self.started).as_secs();
+        let window = u32::try_from(secs).unwrap_or(u32::MAX);
         if window != self.window {
             self.window = window;
             self.count = 0;
@@ -133,7 +136,7 @@ impl OpsLimiter {
         if self.last_over != Some(window) {
             // First op over the limit in this window: a strike, continuing the run only if
             // the previous window was over too.
-            self.strikes = if self.last_over.is_some_and(|w| w + 1 == window) { self.strikes + 1 } else { 1 };
+            self.strikes = if self.last_over.is_some_and(|w| w.checked_add(1) == Some(window)) { self.strikes + 1 } else { 1 };
             self.last_over = Some(window);
         }
         if self.strikes >= ABUSE_SECONDS {

@@ -21,20 +21,27 @@ use crate::reply::WireError;
 const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// The rights of one connection. With authentication off, [`Grant::everything`].
+///
+/// One pointer: every connection holds one for its whole life, and with authentication
+/// off it is just `None`.
 #[derive(Debug, Clone)]
-pub(crate) struct Grant {
-    /// The token's `exp`, seconds since the Unix epoch; `None` when auth is off.
-    exp_s: Option<u64>,
+pub(crate) struct Grant(Option<Arc<Claims>>);
+
+/// What a verified token says.
+#[derive(Debug)]
+struct Claims {
+    /// The token's `exp`, seconds since the Unix epoch.
+    exp_s: u64,
     /// When the connection must end: `exp` plus the clock leeway, on the runtime's clock.
-    expires_at: Option<Instant>,
-    /// The `symbols` claim; `None` (claim absent, or auth off) allows every symbol.
-    patterns: Option<Arc<[Selector]>>,
+    expires_at: Instant,
+    /// The `symbols` claim; `None` (claim absent) allows every symbol.
+    patterns: Option<Box<[Selector]>>,
 }
 
 impl Grant {
     /// Everything, forever: authentication is off.
     pub(crate) fn everything() -> Self {
-        Self { exp_s: None, expires_at: None, patterns: None }
+        Self(None)
     }
 
     /// A token's grant: `exp_s` from its `exp` claim, `patterns` from its `symbols` claim.
@@ -46,26 +53,28 @@ impl Grant {
             .and_then(|since_epoch| UNIX_EPOCH.checked_add(since_epoch))
             .map_or(LONGEST, |end| end.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
             .min(LONGEST);
-        Self { exp_s: Some(exp_s), expires_at: Some(Instant::now() + left), patterns: patterns.map(Into::into) }
+        let expires_at = Instant::now() + left;
+        Self(Some(Arc::new(Claims { exp_s, expires_at, patterns: patterns.map(Into::into) })))
     }
 
     /// The token's `exp` (seconds since the Unix epoch), echoed in `authenticated`.
     pub(crate) fn exp_s(&self) -> Option<u64> {
-        self.exp_s
+        self.0.as_ref().map(|claims| claims.exp_s)
     }
 
     /// When a connection holding this grant must end (`exp` + leeway).
     pub(crate) fn expires_at(&self) -> Option<Instant> {
-        self.expires_at
+        self.0.as_ref().map(|claims| claims.expires_at)
     }
 
     /// May the holder subscribe to `wanted`? Only when one entitlement pattern covers it.
     pub(crate) fn permits(&self, wanted: &Selector) -> bool {
-        self.patterns.as_deref().is_none_or(|patterns| patterns.iter().any(|p| covers(p, wanted)))
+        let patterns = self.0.as_ref().and_then(|claims| claims.patterns.as_deref());
+        patterns.is_none_or(|patterns| patterns.iter().any(|p| covers(p, wanted)))
     }
 
     /// The selectors of `wanted` the holder may not have, each once, in order.
-    pub(crate) fn forbidden(&self, wanted: &[Selector]) -> Vec<Selector> {
+    pub(crate) fn forbidden<'a>(&self, wanted: impl IntoIterator<Item = &'a Selector>) -> Vec<Selector> {
         let mut out: Vec<Selector> = Vec::new();
         for selector in wanted {
             if !self.permits(selector) && !out.contains(selector) {

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     codec::{Item, LazyDecoder},
-    socket::{self, Split},
+    socket::{read_into, Upgrade},
 };
 use crate::frame::{self, Opcode};
 
@@ -20,8 +20,8 @@ pub(crate) const MAX_MESSAGE_BYTES: usize = 20 << 20;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Echoes every message until the client closes, breaks the protocol or the server stops.
-pub(crate) async fn run(socket: Split, shutdown: CancellationToken) {
-    let Split { mut reader, mut sink, early } = socket;
+pub(crate) async fn run(upgrade: Upgrade, shutdown: CancellationToken) {
+    let Upgrade { mut socket, early } = upgrade;
     let mut decoder = LazyDecoder::new(MAX_MESSAGE_BYTES);
     decoder.feed(&early);
     let mut out = Vec::new();
@@ -37,7 +37,7 @@ pub(crate) async fn run(socket: Split, shutdown: CancellationToken) {
                 Item::Fail(close) => frame::write_close(&mut out, close.code, close.reason),
             }
         }
-        if sink.write_all(&out).await.is_err() {
+        if socket.write_all(&out).await.is_err() {
             return;
         }
         out.clear();
@@ -45,15 +45,15 @@ pub(crate) async fn run(socket: Split, shutdown: CancellationToken) {
         if decoder.is_done() {
             // Our FIN first, then wait for the client's, reading (and dropping) what is left.
             let _ = timeout(CLOSE_TIMEOUT, async {
-                let _ = sink.shutdown().await;
-                while let Ok(1..) = socket::read_into(&mut reader, &mut decoder).await {}
+                let _ = socket.shutdown().await;
+                while let Ok(1..) = read_into(&mut socket, &mut decoder).await {}
             })
             .await;
             return;
         }
         let read = tokio::select! {
             () = shutdown.cancelled() => return,
-            read = socket::read_into(&mut reader, &mut decoder) => read,
+            read = read_into(&mut socket, &mut decoder) => read,
         };
         if !matches!(read, Ok(1..)) {
             return;

@@ -1,15 +1,16 @@
-//! Getting the raw TCP socket back after hyper's upgrade, split into the half the session
-//! reads client frames from and the half it writes batches of frames to, and the one read
-//! that hands client bytes to a [`Decoder`].
+//! Getting the raw TCP socket back after hyper's upgrade, the one read that hands client
+//! bytes to a [`Decoder`](super::codec::Decoder), and the writes that send batches of frames.
 //!
 //! Why: hyper's `Upgraded` is a boxed, type-erased stream; writing through it costs a dynamic
 //! call and, split with `tokio::io::split`, a lock per write. Downcasting to the `TcpStream`
-//! we served the connection on gives `into_split` halves with no lock and lets the session try
-//! a non-blocking `try_write` first, so a batch that fits the socket buffer never creates a
-//! timer or a future. Bytes hyper already read past the request head go in front of the read
-//! half so no client frame is lost.
+//! we served the connection on gives the socket itself: no lock, and a non-blocking
+//! `try_write` first, so a batch that fits the socket buffer never creates a timer or a
+//! future. It is not split either: the session is one task that reads and writes in turn, and
+//! `into_split` would cost every connection another shared allocation. Bytes hyper already
+//! read past the request head are handed back with it so no client frame is lost.
 
 use std::{
+    future::Future,
     io,
     pin::Pin,
     task::{Context, Poll},
@@ -19,11 +20,8 @@ use bytes::Bytes;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::{
-        tcp::{OwnedReadHalf, OwnedWriteHalf},
-        TcpStream,
-    },
+    io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf},
+    net::TcpStream,
 };
 
 use super::codec::LazyDecoder;
@@ -33,37 +31,27 @@ use super::codec::LazyDecoder;
 /// all; client ops are small, and a larger message simply takes several reads.
 const READ_CHUNK_BYTES: usize = 2048;
 
-/// The read side of an upgraded connection.
+/// An upgraded connection.
 ///
-/// Not a boxed `dyn AsyncRead`: the session polls its reader on every turn of its loop, ticks
-/// or not, so that poll should be a direct call on the socket.
-pub(crate) enum Reader {
-    /// The connection's own TCP read half.
-    Tcp(OwnedReadHalf),
-    /// Fallback when the upgraded stream is not our `TcpStream` (TLS).
-    Upgraded(tokio::io::ReadHalf<TokioIo<Upgraded>>),
-}
-
-impl Reader {
-    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self {
-            Self::Tcp(half) => Pin::new(half).poll_read(cx, buf),
-            Self::Upgraded(half) => Pin::new(half).poll_read(cx, buf),
-        }
-    }
-}
-
-/// The write side of an upgraded connection.
-pub(crate) enum Sink {
-    /// The connection's own TCP write half: lock-free, with a non-blocking fast path.
-    Tcp(OwnedWriteHalf),
+/// Not a boxed `dyn AsyncRead + AsyncWrite`: the session polls its socket on every turn of its
+/// loop, ticks or not, so that poll should be a direct call.
+pub(crate) enum Socket {
+    /// The connection's own TCP socket: lock-free, with a non-blocking write fast path.
+    Tcp(TcpStream),
     /// Every connection served over TLS (`--tls-cert`): the upgraded stream is then a
     /// `TlsStream`, whose reads and writes share one TLS state, so its halves share a lock
     /// and the session always takes the async write path.
-    Upgraded(tokio::io::WriteHalf<TokioIo<Upgraded>>),
+    Upgraded(ReadHalf<TokioIo<Upgraded>>, WriteHalf<TokioIo<Upgraded>>),
 }
 
-impl Sink {
+impl Socket {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Self::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
+            Self::Upgraded(read, _) => Pin::new(read).poll_read(cx, buf),
+        }
+    }
+
     /// Writes what the socket takes without waiting.
     ///
     /// # Errors
@@ -71,31 +59,31 @@ impl Sink {
     /// socket's error.
     pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Self::Tcp(half) => half.try_write(buf),
-            Self::Upgraded(_) => Err(io::ErrorKind::WouldBlock.into()),
+            Self::Tcp(stream) => stream.try_write(buf),
+            Self::Upgraded(..) => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
 }
 
-impl AsyncWrite for Sink {
+impl AsyncWrite for Socket {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Self::Tcp(half) => Pin::new(half).poll_write(cx, buf),
-            Self::Upgraded(half) => Pin::new(half).poll_write(cx, buf),
+            Self::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),
+            Self::Upgraded(_, write) => Pin::new(write).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Self::Tcp(half) => Pin::new(half).poll_flush(cx),
-            Self::Upgraded(half) => Pin::new(half).poll_flush(cx),
+            Self::Tcp(stream) => Pin::new(stream).poll_flush(cx),
+            Self::Upgraded(_, write) => Pin::new(write).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Self::Tcp(half) => Pin::new(half).poll_shutdown(cx),
-            Self::Upgraded(half) => Pin::new(half).poll_shutdown(cx),
+            Self::Tcp(stream) => Pin::new(stream).poll_shutdown(cx),
+            Self::Upgraded(_, write) => Pin::new(write).poll_shutdown(cx),
         }
     }
 }
@@ -106,13 +94,19 @@ impl AsyncWrite for Sink {
 /// Cancel safe: bytes are handed to the decoder in the same poll that reads them, so a
 /// dropped future never loses any (which is why the session may `select!` on it, unlike
 /// fastwebsockets' `read_frame`).
-pub(crate) async fn read_into(reader: &mut Reader, decoder: &mut LazyDecoder) -> io::Result<usize> {
-    std::future::poll_fn(|cx| {
+///
+/// Not an `async fn`, for the same reason as `Subscriber::ready`: the session's loop keeps
+/// this future in every idle connection's task, and this way it is just the two references.
+pub(crate) fn read_into<'a>(
+    socket: &'a mut Socket,
+    decoder: &'a mut LazyDecoder,
+) -> impl Future<Output = io::Result<usize>> + Send + 'a {
+    std::future::poll_fn(move |cx| {
         // Uninitialised: most polls find nothing to read, and zeroing 2 KiB each time showed
         // in profiles.
         let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK_BYTES];
         let mut buf = ReadBuf::uninit(&mut chunk);
-        match reader.poll_read(cx, &mut buf) {
+        match socket.poll_read(cx, &mut buf) {
             Poll::Ready(Ok(())) => {
                 decoder.feed(buf.filled());
                 Poll::Ready(Ok(buf.filled().len()))
@@ -121,34 +115,30 @@ pub(crate) async fn read_into(reader: &mut Reader, decoder: &mut LazyDecoder) ->
             Poll::Pending => Poll::Pending,
         }
     })
-    .await
 }
 
-/// An upgraded connection, split.
-pub(crate) struct Split {
-    pub(crate) reader: Reader,
-    pub(crate) sink: Sink,
-    /// What the client sent right after its request head, already read by hyper: feed it to
-    /// the decoder before reading the socket.
+/// An upgraded connection, and what the client sent right after its request head, already
+/// read by hyper: feed that to the decoder before reading the socket.
+pub(crate) struct Upgrade {
+    pub(crate) socket: Socket,
     pub(crate) early: Bytes,
 }
 
-/// Splits an upgraded connection into its reader and its sink.
-pub(crate) fn split(upgraded: Upgraded) -> Split {
+/// Takes the socket back out of hyper's upgraded connection.
+pub(crate) fn unwrap(upgraded: Upgraded) -> Upgrade {
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
-            let (read, write) = parts.io.into_inner().into_split();
             // `read_buf` is a view into hyper's whole read buffer (8 KiB and more): keeping it,
             // even empty, would keep that buffer alive for the connection's life. Copy out the
             // few bytes a client may have sent after its request head, if any.
             let early = if parts.read_buf.is_empty() { Bytes::new() } else { Bytes::copy_from_slice(&parts.read_buf) };
-            Split { reader: Reader::Tcp(read), sink: Sink::Tcp(write), early }
+            Upgrade { socket: Socket::Tcp(parts.io.into_inner()), early }
         }
         Err(upgraded) => {
             tracing::debug!("upgraded stream is not a TcpStream; using the generic split");
             // hyper's own stream replays the bytes it read ahead: nothing is early here.
             let (read, write) = tokio::io::split(TokioIo::new(upgraded));
-            Split { reader: Reader::Upgraded(read), sink: Sink::Upgraded(write), early: Bytes::new() }
+            Upgrade { socket: Socket::Upgraded(read, write), early: Bytes::new() }
         }
     }
 }
