@@ -1,13 +1,13 @@
 //! One WebSocket connection after the upgrade: its engine subscriber, its ops, its heartbeats,
 //! and its output.
 //!
-//! The loop selects over four cancel-safe sources: the shutdown token, the socket's read half
+//! The loop selects over four cancel-safe sources: the shutdown token, the socket's reads
 //! (bytes go straight into the connection's [`Decoder`], which holds no buffer while idle),
 //! one timer, and [`Subscriber::ready`]. One task per connection: nothing else holds state
-//! for it. Whatever they produce is appended to one
-//! output buffer as complete frames — ticks are framed straight from their shared JSON bytes —
-//! and the buffer goes out with one write, so a burst of ticks costs one syscall per
-//! ~64 KiB rather than one per tick. The buffer is empty whenever the loop waits.
+//! for it. Whatever they produce is appended to one output buffer as complete frames — ticks
+//! are framed straight from their shared JSON bytes — and the buffer goes out with one write,
+//! so a burst of ticks costs one syscall per ~64 KiB rather than one per tick. The buffer
+//! holds frames only while a pacing window is open, and an idle connection keeps none.
 //!
 //! A slow client only ever blocks this task's write. While blocked, the session still
 //! honours shutdown, checks [`Subscriber::is_lagging`] when the policy is `Disconnect`, and
@@ -79,7 +79,7 @@ enum Exit {
     Gone,
 }
 
-/// One WebSocket connection: its subscriber, its socket halves, its output and its timers.
+/// One WebSocket connection: its subscriber, its socket, its output and its deadlines.
 pub(crate) struct Session {
     state: Arc<State>,
     subscriber: Subscriber,
@@ -159,8 +159,7 @@ impl Session {
     /// Not an `async fn`: one taking `self` by value keeps two copies of it in its future,
     /// the argument and the moved-in local, for the connection's whole life. The block
     /// below owns the one copy it works on.
-    // Deliberately not `async fn`, which would keep `self` twice (see above).
-    #[allow(clippy::manual_async_fn)]
+    #[allow(clippy::manual_async_fn)] // see above
     pub(crate) fn run(mut self) -> impl std::future::Future<Output = ()> + Send {
         async move {
             tracing::debug!("websocket open");
@@ -478,10 +477,11 @@ impl Session {
         }
         if !self.busy_since_ping {
             self.out = Vec::new();
-        }
-        self.out.clear();
-        if self.out.capacity() > KEEP_BYTES {
-            self.out.shrink_to(KEEP_BYTES);
+        } else {
+            self.out.clear();
+            if self.out.capacity() > KEEP_BYTES {
+                self.out.shrink_to(KEEP_BYTES);
+            }
         }
         if self.text_pending {
             self.text_pending = false;

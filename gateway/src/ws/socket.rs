@@ -1,13 +1,13 @@
 //! Getting the raw TCP socket back after hyper's upgrade, the one read that hands client
 //! bytes to a [`Decoder`](super::codec::Decoder), and the writes that send batches of frames.
 //!
-//! Why: hyper's `Upgraded` is a boxed, type-erased stream; writing through it costs a dynamic
-//! call and, split with `tokio::io::split`, a lock per write. Downcasting to the `TcpStream`
-//! we served the connection on gives the socket itself: no lock, and a non-blocking
-//! `try_write` first, so a batch that fits the socket buffer never creates a timer or a
-//! future. It is not split either: the session is one task that reads and writes in turn, and
-//! `into_split` would cost every connection another shared allocation. Bytes hyper already
-//! read past the request head are handed back with it so no client frame is lost.
+//! Why: hyper's `Upgraded` is a boxed, type-erased stream, and writing through it costs a
+//! dynamic call. Downcasting to the `TcpStream` we served the connection on gives the socket
+//! itself, with a non-blocking `try_write` first, so a batch that fits the socket buffer never
+//! creates a timer or a future. Neither kind is split into halves: the session is one task
+//! that reads and writes in turn, and halves would cost every connection a shared allocation
+//! (and a lock per read or write over TLS). Bytes hyper already read past the request head are
+//! handed back with the socket so no client frame is lost.
 
 use std::{
     future::Future,
@@ -20,7 +20,7 @@ use bytes::Bytes;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf},
+    io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
 };
 
@@ -39,16 +39,16 @@ pub(crate) enum Socket {
     /// The connection's own TCP socket: lock-free, with a non-blocking write fast path.
     Tcp(TcpStream),
     /// Every connection served over TLS (`--tls-cert`): the upgraded stream is then a
-    /// `TlsStream`, whose reads and writes share one TLS state, so its halves share a lock
-    /// and the session always takes the async write path.
-    Upgraded(ReadHalf<TokioIo<Upgraded>>, WriteHalf<TokioIo<Upgraded>>),
+    /// `TlsStream` behind hyper's type erasure, and the session always takes the async write
+    /// path. Boxed, so that plain TCP connections do not carry its size.
+    Upgraded(Box<TokioIo<Upgraded>>),
 }
 
 impl Socket {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self {
             Self::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
-            Self::Upgraded(read, _) => Pin::new(read).poll_read(cx, buf),
+            Self::Upgraded(stream) => Pin::new(stream).poll_read(cx, buf),
         }
     }
 
@@ -69,21 +69,21 @@ impl AsyncWrite for Socket {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),
-            Self::Upgraded(_, write) => Pin::new(write).poll_write(cx, buf),
+            Self::Upgraded(stream) => Pin::new(stream).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Tcp(stream) => Pin::new(stream).poll_flush(cx),
-            Self::Upgraded(_, write) => Pin::new(write).poll_flush(cx),
+            Self::Upgraded(stream) => Pin::new(stream).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Tcp(stream) => Pin::new(stream).poll_shutdown(cx),
-            Self::Upgraded(_, write) => Pin::new(write).poll_shutdown(cx),
+            Self::Upgraded(stream) => Pin::new(stream).poll_shutdown(cx),
         }
     }
 }
@@ -135,10 +135,9 @@ pub(crate) fn unwrap(upgraded: Upgraded) -> Upgrade {
             Upgrade { socket: Socket::Tcp(parts.io.into_inner()), early }
         }
         Err(upgraded) => {
-            tracing::debug!("upgraded stream is not a TcpStream; using the generic split");
+            tracing::debug!("upgraded stream is not a TcpStream; using it through hyper");
             // hyper's own stream replays the bytes it read ahead: nothing is early here.
-            let (read, write) = tokio::io::split(TokioIo::new(upgraded));
-            Upgrade { socket: Socket::Upgraded(read, write), early: Bytes::new() }
+            Upgrade { socket: Socket::Upgraded(Box::new(TokioIo::new(upgraded))), early: Bytes::new() }
         }
     }
 }
