@@ -131,6 +131,42 @@ fn publish_fan_out(mut state: FanOut) -> FanOut {
     state
 }
 
+/// A dashboard's shape: each subscriber names 3 of the 32 symbols, so most positions it
+/// reads are other symbols' ticks, passed over through the bus's symbol index.
+fn filtered_fan_out(subscribers: usize) -> FanOut {
+    let (engine, samples) = warm_engine();
+    let names = engine.symbols();
+    let subscribers = (0..subscribers)
+        .map(|i| {
+            let mut subscriber = engine.subscriber();
+            let selectors: Vec<Selector> =
+                (0..3).map(|k| Selector::parse(&names[(3 * i + k) % names.len()]).expect("a known symbol")).collect();
+            subscriber.subscribe(&selectors, Resume::Fresh);
+            subscriber.drain(|_| true);
+            subscriber
+        })
+        .collect();
+    FanOut { engine, samples, subscribers }
+}
+
+// A burst of 32 ticks, then every subscriber drains what is its own.
+#[library_benchmark]
+#[bench::subscribers_100(filtered_fan_out(100))]
+fn publish_fan_out_filtered(mut state: FanOut) -> FanOut {
+    for sample in &state.samples[..32] {
+        state.engine.publish(&sample.quote()).expect("valid");
+    }
+    for subscriber in &mut state.subscribers {
+        subscriber.drain(|event| {
+            if let Event::Tick { tick, .. } = event {
+                black_box(tick.json().len());
+            }
+            true
+        });
+    }
+    state
+}
+
 fn selectors_and_symbols() -> (Vec<Selector>, Vec<String>) {
     let selectors = ["NASDAQ:AAPL", "FX:*", "*"].map(|text| Selector::parse(text).expect("valid selector"));
     let symbols = corpus::samples(corpus::SYMBOLS).into_iter().map(|sample| sample.symbol).collect();
@@ -187,7 +223,7 @@ fn sse_event(mut state: Ticks) -> Ticks {
 
 library_benchmark_group!(
     name = hot_paths,
-    benchmarks = [parse_json, parse_csv, publish, publish_fan_out, pattern_match, ws_frame, sse_event]
+    benchmarks = [parse_json, parse_csv, publish, publish_fan_out, publish_fan_out_filtered, pattern_match, ws_frame, sse_event]
 );
 
 main!(library_benchmark_groups = hot_paths);

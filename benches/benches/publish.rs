@@ -2,6 +2,10 @@
 //! (N = 1, 100, 10,000). Measures the whole per-tick cost of the engine side of fan-out:
 //! stamp + encode once, history and ring push, and each subscriber's filtered read.
 //! (Encoding alone, as far as the public API isolates it, is in `encode.rs`.)
+//!
+//! `publish_fan_out_filtered` is a dashboard's shape: each subscriber names 3 of the 32
+//! symbols, so most of what it reads from the broadcast ring belongs to others and is
+//! skipped. Per iteration a burst of 32 ticks is published, then every subscriber drains.
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
 mod corpus;
@@ -62,5 +66,44 @@ fn publish_and_fan_out(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, publish_only, publish_and_fan_out);
+fn publish_and_fan_out_filtered(c: &mut Criterion) {
+    const BURST: usize = 32;
+    let samples = corpus::samples(SAMPLES);
+    let mut group = c.benchmark_group("publish_fan_out_filtered");
+    let subscribers = 1_000usize;
+    let engine = corpus::engine(4096, 65_536);
+    corpus::publish_all(&engine, &samples);
+    let names = engine.symbols();
+    let mut subs: Vec<_> = (0..subscribers)
+        .map(|i| {
+            let mut s = engine.subscriber();
+            let selectors: Vec<Selector> =
+                (0..3).map(|k| Selector::parse(&names[(3 * i + k) % names.len()]).expect("a known symbol")).collect();
+            s.subscribe(&selectors, Resume::Fresh);
+            s.drain(|_| true);
+            s
+        })
+        .collect();
+    // Elements: ring positions read, all subscribers together.
+    group.throughput(Throughput::Elements((subscribers * BURST) as u64));
+    let mut next = samples.iter().cycle();
+    group.bench_with_input(BenchmarkId::from_parameter(subscribers), &subscribers, |b, _| {
+        b.iter(|| {
+            for sample in next.by_ref().take(BURST) {
+                engine.publish(&sample.quote()).expect("valid");
+            }
+            for sub in &mut subs {
+                sub.drain(|event| {
+                    if let Event::Tick { tick, .. } = event {
+                        black_box(tick.json().len());
+                    }
+                    true
+                });
+            }
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, publish_only, publish_and_fan_out, publish_and_fan_out_filtered);
 criterion_main!(benches);

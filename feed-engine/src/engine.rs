@@ -14,11 +14,11 @@ use std::{
 };
 
 use crate::{
+    bus::Bus,
     cursor::{Cursor, CursorError},
     interest::{Interest, SymbolLists},
     pattern::Selector,
     registry::{Registry, SymbolState},
-    ring::Ring,
     subscriber::Subscriber,
     symbol,
     tick::{Quote, Tick},
@@ -41,7 +41,7 @@ pub struct EngineConfig {
     /// Ticks kept per symbol for resume (rounded up to a power of two).
     pub history: usize,
     /// Ticks of all symbols kept in the broadcast ring: how far a subscriber may fall behind
-    /// before its [`SlowConsumer`] policy applies (rounded up to a power of two).
+    /// before its [`SlowConsumer`] policy applies (rounded up to a power of two, at most 2³¹).
     pub bus_capacity: usize,
     /// The slow-consumer policy.
     pub slow_consumer: SlowConsumer,
@@ -86,7 +86,7 @@ pub(crate) struct Shared {
     pub(crate) epoch: String,
     pub(crate) started: Instant,
     /// Every tick of every symbol in publish order, addressed by position.
-    pub(crate) bus: Ring<Tick>,
+    pub(crate) bus: Bus,
     pub(crate) registry: Registry,
     publisher: Mutex<PublishState>,
     /// Which waiting subscribers each publish wakes.
@@ -122,7 +122,7 @@ impl Engine {
     pub fn new(config: EngineConfig) -> Self {
         let epoch = config.epoch.clone().unwrap_or_else(random_epoch);
         let shared = Shared {
-            bus: Ring::new(config.bus_capacity, |tick: &Tick| tick.position),
+            bus: Bus::new(config.bus_capacity),
             config,
             epoch,
             started: Instant::now(),

@@ -11,6 +11,7 @@
 //! ([`ring`]) that every subscriber reads at its own pace. A subscriber that falls off the
 //! end of that ring is handled by its [`SlowConsumer`] policy, never by slowing anyone else.
 
+mod bus;
 pub mod cursor;
 pub mod engine;
 mod interest;

@@ -119,6 +119,12 @@ impl Filter {
         self.selectors().any(|s| s.matches(name))
     }
 
+    /// Whether ticks of `symbol_id` are already known not to match (a symbol not seen since
+    /// the selectors last changed is not known either way).
+    fn known_miss(&self, symbol_id: u32) -> bool {
+        self.cache.get(symbol_id as usize) == Some(&2)
+    }
+
     fn matches(&mut self, tick: &Tick) -> bool {
         let id = tick.symbol_id as usize;
         if id >= self.cache.len() {
@@ -243,6 +249,9 @@ impl Subscriber {
     /// Hands out available events in order until the callback returns `false` or nothing is
     /// left. The callback sees each event once.
     pub fn drain(&mut self, mut emit: impl FnMut(Event<'_>) -> bool) -> Drain {
+        // Set by the first tick of another symbol read the slow way: a subscriber that skips
+        // nothing (one to `*`) never pays for looking at the index.
+        let mut skipping = false;
         loop {
             if self.queue.front().is_some_and(|q| q.position <= self.position) {
                 let queued = self.queue.pop_front().expect("front was just checked");
@@ -257,6 +266,16 @@ impl Subscriber {
                 }
                 continue;
             }
+            // Another symbol's tick, known from the bus's index: skipped without loading it
+            // (most of what a subscriber to a few symbols reads).
+            if skipping {
+                if let Some(symbol_id) = self.shared.bus.symbol_at(self.position) {
+                    if self.filter.known_miss(symbol_id) {
+                        self.position += 1;
+                        continue;
+                    }
+                }
+            }
             match self.shared.bus.read(self.position) {
                 Read::NotYet => return Drain::Idle,
                 Read::Overwritten => {
@@ -270,6 +289,7 @@ impl Subscriber {
                 Read::Found(tick) => {
                     self.position += 1;
                     if !self.filter.matches(&tick) {
+                        skipping = true;
                         continue;
                     }
                     let delivered = self.delivered_mut(tick.symbol_id);

@@ -119,6 +119,48 @@ fn slow_subscriber_is_conflated_to_the_newest_tick_per_symbol() {
     assert_eq!(seen, vec![Seen::Tick { symbol: "A".into(), seq: 52, position: 103, snapshot: false, conflated: false }]);
 }
 
+/// Other symbols' ticks are passed over by the bus's symbol index once the subscriber has
+/// met them: its own ticks still all arrive, in order, and the loss of its own ticks to a
+/// lapped ring is still flagged, while lapped ticks of others cost it nothing.
+#[test]
+fn a_subscriber_to_one_symbol_among_many_gets_its_own_ticks_and_only_its_own_losses() {
+    let engine = engine(64, 16, SlowConsumer::Conflate);
+    let mut sub = engine.subscriber();
+    sub.subscribe(&sel("A"), Resume::Fresh);
+    let mut got = Vec::new();
+    // Keeping up: three of others' ticks between each of its own.
+    for _ in 0..20 {
+        for symbol in ["B", "C", "A", "D"] {
+            publish(&engine, symbol, 1);
+        }
+        let (seen, _) = drain(&mut sub);
+        assert!(seen.iter().all(|s| matches!(s, Seen::Tick { conflated: false, .. })), "{seen:?}");
+        got.extend(seqs_of(&seen, "A"));
+    }
+    assert_eq!(got, (1..=20).collect::<Vec<_>>());
+    // Lapped by others' ticks only: nothing of its own was lost, so nothing is flagged.
+    publish(&engine, "B", 40);
+    publish(&engine, "A", 1);
+    let (seen, _) = drain(&mut sub);
+    assert_eq!(seqs_of(&seen, "A"), vec![21]);
+    assert!(seen.iter().all(|s| matches!(s, Seen::Tick { conflated: false, .. })), "{seen:?}");
+    // Lapped while its own ticks were among the overwritten: the newest, flagged.
+    for _ in 0..20 {
+        publish(&engine, "A", 1);
+        publish(&engine, "B", 1);
+    }
+    let (seen, _) = drain(&mut sub);
+    assert_eq!(
+        seen,
+        vec![Seen::Tick { symbol: "A".into(), seq: 41, position: 160, snapshot: false, conflated: true }]
+    );
+    // A symbol skipped so far is delivered once subscribed (with its snapshot first).
+    sub.subscribe(&sel("B"), Resume::Fresh);
+    publish(&engine, "B", 1);
+    let (seen, _) = drain(&mut sub);
+    assert_eq!(seqs_of(&seen, "B"), vec![80, 81]);
+}
+
 #[test]
 fn slow_subscriber_is_reported_lagged_under_the_disconnect_policy() {
     let engine = engine(64, 16, SlowConsumer::Disconnect);
