@@ -26,6 +26,7 @@
 //! - `query`: query-string decoding.
 //! - `body`: the one response body type (fixed bytes or an event stream).
 //! - `state`: what every connection shares.
+//! - `closing`: shutdown as the WebSocket and SSE loops watch it, without a lock per wake-up.
 //! - `config`: [`GatewayConfig`].
 //! - `auth`: JWT verification ([`AuthConfig`], [`JwtKey`]) and entitlements (which symbols
 //!   a token allows).
@@ -36,6 +37,7 @@
 
 mod auth;
 mod body;
+mod closing;
 mod config;
 // `frame` and `sse` are public for the benches: each transport's per-tick framing is a hot path.
 pub mod frame;

@@ -115,6 +115,7 @@ pub async fn serve(
     }
 
     drop(listener);
+    state.closing.close();
     tracing::info!(connections = state.limits.live(), "gateway shutting down");
     close_and_wait(&state.tracker, grace).await;
     tracing::info!("gateway stopped");

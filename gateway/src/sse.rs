@@ -28,12 +28,12 @@ use tokio::{
     sync::mpsc,
     time::{interval, sleep_until, Instant, MissedTickBehavior},
 };
-use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::Instrument as _;
 
 use crate::{
     auth,
     body::Body,
+    closing::Closing,
     limits::ConnectionGuard,
     origin,
     pacing::Pacing,
@@ -134,9 +134,9 @@ async fn run(
     let mut lag_check = interval(LAG_CHECK);
     lag_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
-    // Lives across iterations: re-creating it would register with the server-wide token's
-    // waiter list (a shared lock) once per chunk. Token expiry ends the stream the same way.
-    let shutdown = shutdown_or_expiry(state.shutdown.clone().cancelled_owned(), expires_at);
+    // Lives across iterations: re-creating it would register with the server's shutdown
+    // notification (a shared lock) once per chunk. Token expiry ends the stream the same way.
+    let shutdown = shutdown_or_expiry(&state.closing, expires_at);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -194,8 +194,13 @@ async fn run(
     tracing::debug!("sse closed");
 }
 
-/// Resolves when the server shuts down or, with a token, when it expires.
-async fn shutdown_or_expiry(shutdown: WaitForCancellationFutureOwned, expires_at: Option<Instant>) {
+/// Resolves when the server shuts down or, with a token, when it expires. Polled on every
+/// wake-up of the stream, so it watches [`Closing`] rather than the token (see `closing`).
+async fn shutdown_or_expiry(closing: &Closing, expires_at: Option<Instant>) {
+    let watch = closing.watch();
+    tokio::pin!(watch);
+    let mut registered = false;
+    let shutdown = closing.closed(watch.as_mut(), &mut registered);
     let Some(expires_at) = expires_at else { return shutdown.await };
     tokio::select! {
         () = shutdown => {}

@@ -9,7 +9,7 @@ use std::sync::{
 use feed_engine::Engine;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{auth::Verifier, config::GatewayConfig, limits::ConnectionLimits, pacing::Pacing};
+use crate::{auth::Verifier, closing::Closing, config::GatewayConfig, limits::ConnectionLimits, pacing::Pacing};
 
 /// See the module docs. Cloned into every connection as an `Arc`.
 pub(crate) struct State {
@@ -21,6 +21,9 @@ pub(crate) struct State {
     pub(crate) limits: Arc<ConnectionLimits>,
     /// Cancelled when the server shuts down; every connection task watches it.
     pub(crate) shutdown: CancellationToken,
+    /// The same shutdown for the WebSocket and SSE loops, which poll it on every wake-up and
+    /// so must not take the token's locks (set by the accept loop as the token fires).
+    pub(crate) closing: Closing,
     /// Every connection task, so shutdown can wait for them.
     pub(crate) tracker: TaskTracker,
     /// The text before a position in a cursor (`<epoch>-`), so SSE writes a cursor without
@@ -47,6 +50,7 @@ impl State {
             config,
             limits,
             shutdown,
+            closing: Closing::default(),
             tracker: TaskTracker::new(),
             cursor_prefix,
             next_connection_id: AtomicU64::new(1),

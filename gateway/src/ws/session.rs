@@ -1,7 +1,7 @@
 //! One WebSocket connection after the upgrade: its engine subscriber, its ops, its heartbeats,
 //! and its output.
 //!
-//! The loop selects over four cancel-safe sources: the shutdown token, the socket's reads
+//! The loop selects over four cancel-safe sources: the server's shutdown, the socket's reads
 //! (bytes go straight into the connection's [`Decoder`], which holds no buffer while idle),
 //! one timer, and [`Subscriber::ready`]. One task per connection: nothing else holds state
 //! for it. Whatever they produce is appended to one output buffer as complete frames — ticks
@@ -185,11 +185,13 @@ impl Session {
         self.out = Vec::new();
 
         // Both live across iterations: re-creating them would register with the timer wheel
-        // and with the server-wide token's waiter list (a shared lock) once per batch.
+        // and with the server's shutdown notification (a shared lock) once per batch.
         // One timer serves both the heartbeat and token deadlines and the pacing window: a
         // second one would sit in every idle connection's task for nothing.
         let timer = sleep_until(self.next_deadline());
-        let shutdown = self.state.shutdown.clone().cancelled_owned();
+        // Created before the flag is first read, so no close can slip between (see `closing`).
+        let shutdown = self.state.closing.watch();
+        let mut watching = false;
         // Set while ticks wait for the pacing window to end.
         let mut flush_armed = false;
         tokio::pin!(timer, shutdown);
@@ -198,7 +200,9 @@ impl Session {
             let mut urgent = false;
             tokio::select! {
                 biased;
-                () = &mut shutdown => return Err(Exit::Close(Close::GOING_AWAY)),
+                () = self.state.closing.closed(shutdown.as_mut(), &mut watching) => {
+                    return Err(Exit::Close(Close::GOING_AWAY));
+                }
                 read = read_into(&mut self.socket, &mut self.decoder) => match read {
                     Ok(0) => return Err(Exit::Gone),
                     Ok(_) => {
