@@ -6,6 +6,9 @@
 //! `publish_fan_out_filtered` is a dashboard's shape: each subscriber names 3 of the 32
 //! symbols, so most of what it reads from the broadcast ring belongs to others and is
 //! skipped. Per iteration a burst of 32 ticks is published, then every subscriber drains.
+//!
+//! `subscribe_crowded_symbol` is one more connection joining a symbol that N others already
+//! follow, and leaving it: the cost of a subscribe in a crowd (wake-list upkeep included).
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
 mod corpus;
@@ -105,5 +108,30 @@ fn publish_and_fan_out_filtered(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, publish_only, publish_and_fan_out, publish_and_fan_out_filtered);
+fn subscribe_crowded_symbol(c: &mut Criterion) {
+    let samples = corpus::samples(SAMPLES);
+    let mut group = c.benchmark_group("subscribe_crowded_symbol");
+    for crowd in [1_000usize, 10_000] {
+        let engine = corpus::engine(16, 1024);
+        corpus::publish_all(&engine, &samples);
+        let symbol = [Selector::parse(&samples[0].symbol).expect("a known symbol")];
+        let _crowd: Vec<_> = (0..crowd)
+            .map(|_| {
+                let mut s = engine.subscriber();
+                s.subscribe(&symbol, Resume::Fresh);
+                s
+            })
+            .collect();
+        group.bench_with_input(BenchmarkId::from_parameter(crowd), &crowd, |b, _| {
+            b.iter(|| {
+                let mut s = engine.subscriber();
+                s.subscribe(&symbol, Resume::Fresh);
+                black_box(&s);
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, publish_only, publish_and_fan_out, publish_and_fan_out_filtered, subscribe_crowded_symbol);
 criterion_main!(benches);
