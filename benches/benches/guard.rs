@@ -22,7 +22,7 @@ mod corpus;
 
 use std::{hint::black_box, sync::Arc};
 
-use feed_engine::{Engine, Event, Resume, Selector, Subscriber, Tick};
+use feed_engine::{Engine, Selector, Subscriber, Tick};
 use gateway::{
     frame::{write_header, Opcode},
     sse::write_tick_event,
@@ -102,14 +102,7 @@ struct FanOut {
 
 fn fan_out(subscribers: usize) -> FanOut {
     let (engine, samples) = warm_engine();
-    let subscribers = (0..subscribers)
-        .map(|_| {
-            let mut subscriber = engine.subscriber();
-            subscriber.subscribe(&[Selector::All], Resume::Fresh);
-            subscriber.drain(|_| true);
-            subscriber
-        })
-        .collect();
+    let subscribers = corpus::subscribers(&engine, subscribers, |_| vec![Selector::All]);
     FanOut { engine, samples, subscribers }
 }
 
@@ -119,14 +112,7 @@ fn fan_out(subscribers: usize) -> FanOut {
 fn publish_fan_out(mut state: FanOut) -> FanOut {
     for sample in &state.samples[..4] {
         state.engine.publish(&sample.quote()).expect("valid");
-        for subscriber in &mut state.subscribers {
-            subscriber.drain(|event| {
-                if let Event::Tick { tick, .. } = event {
-                    black_box(tick.json().len());
-                }
-                true
-            });
-        }
+        corpus::drain_all(&mut state.subscribers);
     }
     state
 }
@@ -136,16 +122,7 @@ fn publish_fan_out(mut state: FanOut) -> FanOut {
 fn filtered_fan_out(subscribers: usize) -> FanOut {
     let (engine, samples) = warm_engine();
     let names = engine.symbols();
-    let subscribers = (0..subscribers)
-        .map(|i| {
-            let mut subscriber = engine.subscriber();
-            let selectors: Vec<Selector> =
-                (0..3).map(|k| Selector::parse(&names[(3 * i + k) % names.len()]).expect("a known symbol")).collect();
-            subscriber.subscribe(&selectors, Resume::Fresh);
-            subscriber.drain(|_| true);
-            subscriber
-        })
-        .collect();
+    let subscribers = corpus::subscribers(&engine, subscribers, |i| corpus::three_symbols(&names, i));
     FanOut { engine, samples, subscribers }
 }
 
@@ -156,14 +133,7 @@ fn publish_fan_out_filtered(mut state: FanOut) -> FanOut {
     for sample in &state.samples[..32] {
         state.engine.publish(&sample.quote()).expect("valid");
     }
-    for subscriber in &mut state.subscribers {
-        subscriber.drain(|event| {
-            if let Event::Tick { tick, .. } = event {
-                black_box(tick.json().len());
-            }
-            true
-        });
-    }
+    corpus::drain_all(&mut state.subscribers);
     state
 }
 

@@ -16,7 +16,7 @@ mod corpus;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use feed_engine::{Event, Resume, Selector};
+use feed_engine::{Resume, Selector};
 
 const SAMPLES: usize = 256;
 
@@ -40,29 +40,14 @@ fn publish_and_fan_out(c: &mut Criterion) {
     for subscribers in [1usize, 100, 10_000] {
         let engine = corpus::engine(4096, 65_536);
         corpus::publish_all(&engine, &samples);
-        let mut subs: Vec<_> = (0..subscribers)
-            .map(|_| {
-                let mut s = engine.subscriber();
-                s.subscribe(&[Selector::All], Resume::Fresh);
-                // Take the opening snapshots now: the timed loop measures live ticks only.
-                s.drain(|_| true);
-                s
-            })
-            .collect();
+        let mut subs = corpus::subscribers(&engine, subscribers, |_| vec![Selector::All]);
         group.throughput(Throughput::Elements(subscribers as u64));
         let mut next = samples.iter().cycle();
         group.bench_with_input(BenchmarkId::from_parameter(subscribers), &subscribers, |b, _| {
             b.iter(|| {
                 let sample = next.next().expect("cycle never ends");
                 engine.publish(&sample.quote()).expect("valid");
-                for sub in &mut subs {
-                    sub.drain(|event| {
-                        if let Event::Tick { tick, .. } = event {
-                            black_box(tick.json().len());
-                        }
-                        true
-                    });
-                }
+                corpus::drain_all(&mut subs);
             });
         });
     }
@@ -77,16 +62,7 @@ fn publish_and_fan_out_filtered(c: &mut Criterion) {
     let engine = corpus::engine(4096, 65_536);
     corpus::publish_all(&engine, &samples);
     let names = engine.symbols();
-    let mut subs: Vec<_> = (0..subscribers)
-        .map(|i| {
-            let mut s = engine.subscriber();
-            let selectors: Vec<Selector> =
-                (0..3).map(|k| Selector::parse(&names[(3 * i + k) % names.len()]).expect("a known symbol")).collect();
-            s.subscribe(&selectors, Resume::Fresh);
-            s.drain(|_| true);
-            s
-        })
-        .collect();
+    let mut subs = corpus::subscribers(&engine, subscribers, |i| corpus::three_symbols(&names, i));
     // Elements: ring positions read, all subscribers together.
     group.throughput(Throughput::Elements((subscribers * BURST) as u64));
     let mut next = samples.iter().cycle();
@@ -95,14 +71,7 @@ fn publish_and_fan_out_filtered(c: &mut Criterion) {
             for sample in next.by_ref().take(BURST) {
                 engine.publish(&sample.quote()).expect("valid");
             }
-            for sub in &mut subs {
-                sub.drain(|event| {
-                    if let Event::Tick { tick, .. } = event {
-                        black_box(tick.json().len());
-                    }
-                    true
-                });
-            }
+            corpus::drain_all(&mut subs);
         });
     });
     group.finish();

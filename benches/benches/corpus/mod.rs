@@ -10,7 +10,7 @@
 
 use std::{io::Write as _, sync::Arc};
 
-use feed_engine::{Engine, EngineConfig, Quote, Selector, Tick};
+use feed_engine::{Engine, EngineConfig, Event, Quote, Resume, Selector, Subscriber, Tick};
 use ingest::Market;
 
 /// The market's seed: part of every figure's definition, never change it casually.
@@ -104,6 +104,37 @@ pub fn engine(history: usize, bus_capacity: usize) -> Engine {
 pub fn publish_all(engine: &Engine, samples: &[Sample]) {
     for sample in samples {
         engine.publish(&sample.quote()).expect("the simulated market only makes valid quotes");
+    }
+}
+
+/// `count` subscribers, subscriber `i` to `selectors(i)`, past their opening snapshots (timed
+/// loops then measure live ticks only).
+pub fn subscribers(engine: &Engine, count: usize, selectors: impl Fn(usize) -> Vec<Selector>) -> Vec<Subscriber> {
+    (0..count)
+        .map(|i| {
+            let mut subscriber = engine.subscriber();
+            subscriber.subscribe(&selectors(i), Resume::Fresh);
+            subscriber.drain(|_| true);
+            subscriber
+        })
+        .collect()
+}
+
+/// A dashboard's shape: subscriber `i` follows 3 of the engine's symbols, each symbol
+/// followed by about as many subscribers as the next.
+pub fn three_symbols(names: &[Arc<str>], i: usize) -> Vec<Selector> {
+    (0..3).map(|k| Selector::parse(&names[(3 * i + k) % names.len()]).expect("a known symbol")).collect()
+}
+
+/// Drains every subscriber, touching each tick's bytes as a transport would.
+pub fn drain_all(subscribers: &mut [Subscriber]) {
+    for subscriber in subscribers {
+        subscriber.drain(|event| {
+            if let Event::Tick { tick, .. } = event {
+                std::hint::black_box(tick.json().len());
+            }
+            true
+        });
     }
 }
 
