@@ -52,8 +52,7 @@ impl Bus {
     #[inline]
     pub(crate) fn push(&self, tick: Arc<Tick>) {
         // Relaxed: the ring's Release store of its next stamp, after this, publishes it.
-        self.slot(tick.position)
-            .store(entry(tick.position, tick.symbol_id), Ordering::Relaxed);
+        self.slot(tick.position).store(entry(tick.position, tick.symbol_id), Ordering::Relaxed);
         self.ring.push(tick);
     }
 
@@ -99,49 +98,31 @@ mod tests {
     use super::*;
     use crate::{Engine, EngineConfig, Quote};
 
-    fn quote(symbol: &str) -> Quote<'_> {
-        Quote {
-            symbol,
-            price: 1.0,
-            size: None,
-            bid: None,
-            ask: None,
-            bid_size: None,
-            ask_size: None,
-            src_ts_us: None,
+    /// An engine whose bus holds 4 positions, with `symbols` published in turn.
+    fn engine_with_bus_of_4(symbols: &[&str]) -> Engine {
+        let engine = Engine::new(EngineConfig { bus_capacity: 4, ..EngineConfig::default() });
+        for &symbol in symbols {
+            engine.publish(&Quote { symbol, price: 1.0, ..Quote::default() }).expect("valid");
         }
+        engine
     }
 
     /// The index names the symbol of every position still held, and nothing for positions
     /// not yet published or already lapped, including right at the wrap.
     #[test]
     fn the_index_names_held_positions_only() {
-        let engine = Engine::new(EngineConfig {
-            bus_capacity: 4,
-            ..EngineConfig::default()
-        });
-        let bus = &engine.shared.bus;
-        assert_eq!(bus.symbol_at(1), None);
+        assert_eq!(engine_with_bus_of_4(&[]).shared.bus.symbol_at(1), None);
         let symbols = ["A", "B", "C", "A", "B", "C", "A"];
-        for symbol in symbols {
-            engine.publish(&quote(symbol)).expect("valid");
-        }
+        let engine = engine_with_bus_of_4(&symbols);
+        let bus = &engine.shared.bus;
         // Positions 1..=7 published; a ring of 4 holds 4..=7.
         let id = |name: &str| engine.shared.registry.load().get(name).expect("known").id;
         for position in 1..=3 {
-            assert_eq!(
-                bus.symbol_at(position),
-                None,
-                "position {position} was lapped"
-            );
+            assert_eq!(bus.symbol_at(position), None, "position {position} was lapped");
             assert!(matches!(bus.read(position), Read::Overwritten));
         }
         for position in 4..=7 {
-            assert_eq!(
-                bus.symbol_at(position),
-                Some(id(symbols[position as usize - 1])),
-                "position {position}"
-            );
+            assert_eq!(bus.symbol_at(position), Some(id(symbols[position as usize - 1])), "position {position}");
         }
         assert_eq!(bus.symbol_at(8), None);
     }
@@ -150,14 +131,8 @@ mod tests {
     /// not trusted: the reader is sent to the ring.
     #[test]
     fn an_entry_for_another_position_is_not_trusted() {
-        let engine = Engine::new(EngineConfig {
-            bus_capacity: 4,
-            ..EngineConfig::default()
-        });
+        let engine = engine_with_bus_of_4(&["A", "B", "C"]);
         let bus = &engine.shared.bus;
-        for symbol in ["A", "B", "C"] {
-            engine.publish(&quote(symbol)).expect("valid");
-        }
         assert!(bus.symbol_at(3).is_some());
         bus.slot(3).store(entry(7, 0), Ordering::Relaxed);
         assert_eq!(bus.symbol_at(3), None);

@@ -14,8 +14,9 @@
 //! its own: joining or leaving copies one chunk (and the short list of chunks when one is
 //! added or dropped), not the whole list. With one copy-on-write `Vec`, 5,000 connections
 //! subscribing to one symbol copied 12.5 million slot pointers between them, each copy an
-//! atomic increment, all under the mutex. A list left empty for a symbol or venue the engine does not know is
-//! dropped, so clients subscribing to made-up names cannot grow the maps without bound.
+//! atomic increment, all under the mutex. A list left empty for a symbol or venue the engine
+//! does not know is dropped, so clients subscribing to made-up names cannot grow the maps
+//! without bound.
 //!
 //! Lost wake-ups are impossible by a store-buffer argument: a waiting subscriber sets
 //! `waiting`, then (SeqCst fence) checks the ring; the publisher advances the ring, then

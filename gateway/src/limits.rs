@@ -136,7 +136,8 @@ impl OpsLimiter {
         if self.last_over != Some(window) {
             // First op over the limit in this window: a strike, continuing the run only if
             // the previous window was over too.
-            self.strikes = if self.last_over.is_some_and(|w| w.checked_add(1) == Some(window)) { self.strikes + 1 } else { 1 };
+            let run_goes_on = self.last_over.is_some_and(|w| w.checked_add(1) == Some(window));
+            self.strikes = if run_goes_on { self.strikes + 1 } else { 1 };
             self.last_over = Some(window);
         }
         if self.strikes >= ABUSE_SECONDS {

@@ -482,3 +482,68 @@ async fn silent_peer_is_dropped_after_two_heartbeat_intervals() {
     })
     .await;
 }
+
+/// A crowd on one symbol spans several of the engine's wake lists' chunks (64 connections
+/// each), and ticks of a second symbol are interleaved, which each connection passes over by
+/// the engine's symbol index. Before and after a third of the first crowd unsubscribes (from
+/// every chunk), each tick reaches exactly the connections on its symbol, once and in order,
+/// and promptly: a connection left out of the wake list would only hear of it at its next
+/// heartbeat, 15 s away.
+#[tokio::test]
+async fn crowds_on_two_symbols_get_their_own_ticks_as_members_leave() {
+    within(async {
+        const PROMPT: Duration = Duration::from_secs(5);
+        async fn subscribed(server: &common::Server, symbol: &str) -> common::Ws {
+            let (mut ws, _) = connect(server, &format!("?symbols={symbol}")).await;
+            assert_eq!(next_json(&mut ws).await["type"], "subscribed");
+            ws
+        }
+        async fn expect_ticks(crowd: &mut [common::Ws], symbol: &str, seqs: &[u64]) {
+            for ws in crowd {
+                for &seq in seqs {
+                    let tick = tokio::time::timeout(PROMPT, next_non_heartbeat(ws)).await.expect("a prompt tick");
+                    assert_tick(&tick, symbol, seq, false);
+                }
+            }
+        }
+        let server = start().await;
+        let mut crowd_a = Vec::new();
+        for _ in 0..150 {
+            crowd_a.push(subscribed(&server, "A").await);
+        }
+        let mut crowd_b = Vec::new();
+        for _ in 0..10 {
+            crowd_b.push(subscribed(&server, "B").await);
+        }
+        for price in [1.0, 2.0] {
+            server.publish("A", price);
+            server.publish("B", price);
+        }
+        expect_ticks(&mut crowd_a, "A", &[1, 2]).await;
+        expect_ticks(&mut crowd_b, "B", &[1, 2]).await;
+
+        let mut left = Vec::new();
+        let mut stayed = Vec::new();
+        for (i, mut ws) in crowd_a.into_iter().enumerate() {
+            if i % 3 == 0 {
+                send(&mut ws, json!({"op":"unsubscribe","symbols":["A"]})).await;
+                assert_eq!(next_json(&mut ws).await["type"], "unsubscribed");
+                left.push(ws);
+            } else {
+                stayed.push(ws);
+            }
+        }
+        for price in [3.0, 4.0] {
+            server.publish("B", price);
+            server.publish("A", price);
+        }
+        expect_ticks(&mut stayed, "A", &[3, 4]).await;
+        expect_ticks(&mut crowd_b, "B", &[3, 4]).await;
+        // Those that left get nothing more of A: the answer to a ping is the next message.
+        for ws in &mut left {
+            send(ws, json!({"op":"ping","id":1})).await;
+            assert_eq!(next_non_heartbeat(ws).await["type"], "pong");
+        }
+    })
+    .await;
+}
