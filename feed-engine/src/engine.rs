@@ -21,7 +21,7 @@ use crate::{
     registry::{Registry, SymbolState},
     subscriber::Subscriber,
     symbol,
-    tick::{Quote, Tick},
+    tick::{Quote, Stamp, Tick},
     Error,
 };
 
@@ -99,6 +99,8 @@ pub(crate) struct Shared {
 struct PublishState {
     next_position: u64,
     symbols: HashMap<Arc<str>, PublishedSymbol>,
+    /// Where each tick's JSON is written before it is copied out (see [`Tick::encode`]).
+    scratch: Vec<u8>,
 }
 
 struct PublishedSymbol {
@@ -127,7 +129,7 @@ impl Engine {
             epoch,
             started: Instant::now(),
             registry: Registry::default(),
-            publisher: Mutex::new(PublishState { next_position: 1, symbols: HashMap::new() }),
+            publisher: Mutex::new(PublishState { next_position: 1, symbols: HashMap::new(), scratch: Vec::new() }),
             interest: Interest::default(),
             subscribers: AtomicUsize::new(0),
             published: AtomicU64::new(0),
@@ -215,25 +217,19 @@ impl Engine {
         quote.check_finite()?;
         let ts_us = now_us();
         let mut state = self.lock_publisher();
-        let position = state.next_position;
+        let PublishState { next_position, symbols, scratch } = &mut *state;
+        let position = *next_position;
         // One hash lookup per tick; the insert path runs once per symbol.
-        let entry = match state.symbols.get_mut(quote.symbol) {
+        let entry = match symbols.get_mut(quote.symbol) {
             Some(entry) => entry,
             None => {
                 let (name, entry) = self.new_entry(quote.symbol);
-                state.symbols.entry(name).or_insert(entry)
+                symbols.entry(name).or_insert(entry)
             }
         };
         let seq = entry.next_seq;
-        let tick = Arc::new(Tick::encode(
-            quote,
-            Arc::clone(&entry.state.name),
-            entry.state.id,
-            seq,
-            position,
-            entry.last_position,
-            ts_us,
-        ));
+        let stamp = Stamp { symbol_id: entry.state.id, seq, position, prev_position: entry.last_position, ts_us };
+        let tick = Arc::new(Tick::encode(quote, Arc::clone(&entry.state.name), stamp, scratch));
         entry.next_seq += 1;
         entry.last_position = position;
         // History first, bus second: a subscriber that sees position P on the bus can find
@@ -241,7 +237,7 @@ impl Engine {
         entry.state.history.push(Arc::clone(&tick));
         self.shared.bus.push(tick);
         let lists = Arc::clone(&entry.lists);
-        state.next_position += 1;
+        *next_position += 1;
         drop(state);
         self.shared.published.fetch_add(1, Ordering::Relaxed);
         Ok((Published { seq, position }, lists))

@@ -74,20 +74,26 @@ pub struct Tick {
     json: Box<[u8]>,
 }
 
+/// What the engine stamps on a quote to make it a [`Tick`] (the fields of the same names).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stamp {
+    pub(crate) symbol_id: u32,
+    pub(crate) seq: u64,
+    pub(crate) position: u64,
+    pub(crate) prev_position: u64,
+    pub(crate) ts_us: i64,
+}
+
 impl Tick {
-    /// Stamps and encodes a quote. Called once per tick by the engine.
-    pub(crate) fn encode(
-        quote: &Quote<'_>,
-        symbol: Arc<str>,
-        symbol_id: u32,
-        seq: u64,
-        position: u64,
-        prev_position: u64,
-        ts_us: i64,
-    ) -> Self {
-        let mut json = Vec::with_capacity(160);
-        write_json(&mut json, quote, &symbol, seq, ts_us);
-        Self { position, prev_position, seq, symbol_id, symbol, ts_us, json: json.into() }
+    /// Stamps and encodes a quote. Called once per tick by the engine, which passes the same
+    /// `scratch` each time: the JSON is written there, then copied into an allocation of
+    /// exactly its length. Guessing a capacity and shrinking to fit instead cost a
+    /// reallocation, and a copy into memory long out of cache, on every tick.
+    pub(crate) fn encode(quote: &Quote<'_>, symbol: Arc<str>, stamp: Stamp, scratch: &mut Vec<u8>) -> Self {
+        let Stamp { symbol_id, seq, position, prev_position, ts_us } = stamp;
+        scratch.clear();
+        write_json(scratch, quote, &symbol, seq, ts_us);
+        Self { position, prev_position, seq, symbol_id, symbol, ts_us, json: Box::from(scratch.as_slice()) }
     }
 
     /// The tick's JSON object exactly as sent for a live tick.
@@ -200,7 +206,8 @@ mod tests {
             ask: Some(189.13),
             ..Quote::default()
         };
-        Tick::encode(&quote, "NASDAQ:AAPL".into(), 0, 1042, 7, 3, 1_764_063_000_123_456)
+        let stamp = Stamp { symbol_id: 0, seq: 1042, position: 7, prev_position: 3, ts_us: 1_764_063_000_123_456 };
+        Tick::encode(&quote, "NASDAQ:AAPL".into(), stamp, &mut Vec::new())
     }
 
     #[test]
@@ -226,7 +233,8 @@ mod tests {
     #[test]
     fn extreme_numbers_stay_valid_json() {
         let quote = Quote { symbol: "X", price: 1e-12, size: Some(1e21), src_ts_us: Some(-5), ..Quote::default() };
-        let tick = Tick::encode(&quote, "X".into(), 0, 1, 1, 0, 0);
+        let stamp = Stamp { symbol_id: 0, seq: 1, position: 1, prev_position: 0, ts_us: 0 };
+        let tick = Tick::encode(&quote, "X".into(), stamp, &mut Vec::new());
         let value: serde_json::Value = serde_json::from_slice(tick.json()).expect("valid json");
         assert_eq!(value["price"].as_f64(), Some(1e-12));
         assert_eq!(value["size"].as_f64(), Some(1e21));
