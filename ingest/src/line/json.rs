@@ -10,7 +10,7 @@ use feed_engine::Quote;
 use simd_json::{
     prelude::{TypedValue as _, ValueAsScalar as _, ValueIntoString as _},
     tape::Value,
-    Buffers, Tape, ValueType,
+    Buffers, ErrorType, Tape, ValueType,
 };
 
 use super::{check_length, finite, number_from_text, trim_ascii_mut, Field, Fields, LineError, TsUnit};
@@ -46,14 +46,13 @@ impl JsonParser {
         if line.is_empty() {
             return Ok(None);
         }
-        // Checked here, before simd-json (which checks too), so that invalid UTF-8 gets its
-        // own error rather than a parser position.
-        if std::str::from_utf8(line).is_err() {
-            return Err(LineError::InvalidUtf8);
-        }
         let mut tape: Tape<'a> = self.tape.take().map_or_else(|| Tape(Vec::new()), Tape::reset);
         let result = match simd_json::fill_tape(line, &mut self.buffers, &mut tape) {
             Ok(()) => quote_from(tape.as_value(), self.ts_unit).map(Some),
+            // simd-json validates UTF-8 in the same pass that finds the structure (a separate
+            // check before it was 3.5% of parsing); invalid UTF-8 gets its own error rather
+            // than a parser position.
+            Err(error) if *error.error() == ErrorType::InvalidUtf8 => Err(LineError::InvalidUtf8),
             Err(error) => Err(LineError::NotJson { reason: error.to_string() }),
         };
         self.tape = Some(tape.reset());
@@ -212,6 +211,11 @@ mod tests {
         let mut invalid = br#"{"symbol":"X","price":1,"n":"#.to_vec();
         invalid.extend_from_slice(b"\"\xff\"}");
         assert_eq!(JsonParser::new(TsUnit::Ns).parse(&mut invalid), Err(LineError::InvalidUtf8));
+        // simd-json's own validation covers the whole line: symbols, keys, and outside strings.
+        for bad in [&b"{\"symbol\":\"X\xc3\",\"price\":1}"[..], b"{\"pr\xe2\x82ice\":1}", b"{\"symbol\":\"X\",\"price\":1} \xff"] {
+            let mut line = bad.to_vec();
+            assert_eq!(JsonParser::new(TsUnit::Ns).parse(&mut line), Err(LineError::InvalidUtf8), "{bad:?}");
+        }
     }
 
     #[test]
