@@ -246,6 +246,34 @@ impl Subscriber {
         }
     }
 
+    /// Would [`Subscriber::drain`] hand out anything now? Passes over other symbols' ticks on
+    /// the way (as `drain` would) and stops at the first event for this subscriber without
+    /// taking it. For a caller that may not write yet: it waits only if something is for it.
+    pub fn has_pending(&mut self) -> bool {
+        loop {
+            if self.queue.front().is_some_and(|q| q.position <= self.position) {
+                return true;
+            }
+            if let Some(symbol_id) = self.shared.bus.symbol_at(self.position) {
+                if self.filter.known_miss(symbol_id) {
+                    self.position += 1;
+                    continue;
+                }
+            }
+            match self.shared.bus.read(self.position) {
+                Read::NotYet => return false,
+                // Conflation (or, by policy, disconnection) is `drain`'s to decide.
+                Read::Overwritten => return true,
+                Read::Found(tick) => {
+                    if self.filter.matches(&tick) {
+                        return true;
+                    }
+                    self.position += 1;
+                }
+            }
+        }
+    }
+
     /// Hands out available events in order until the callback returns `false` or nothing is
     /// left. The callback sees each event once.
     pub fn drain(&mut self, mut emit: impl FnMut(Event<'_>) -> bool) -> Drain {

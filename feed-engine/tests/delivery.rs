@@ -162,6 +162,36 @@ fn a_subscriber_to_one_symbol_among_many_gets_its_own_ticks_and_only_its_own_los
 }
 
 #[test]
+fn has_pending_passes_over_other_symbols_and_takes_nothing_of_its_own() {
+    let engine = engine(64, 16, SlowConsumer::Conflate);
+    let mut sub = engine.subscriber();
+    sub.subscribe(&sel("A"), Resume::Fresh);
+    assert!(!sub.has_pending(), "nothing published yet");
+    // Only others' ticks: nothing pending, and they are passed over for good.
+    publish(&engine, "B", 3);
+    assert!(!sub.has_pending());
+    assert!(drain(&mut sub).0.is_empty());
+    // Its own tick behind others' ticks: pending, and still there for drain, once.
+    publish(&engine, "C", 2);
+    publish(&engine, "A", 1);
+    publish(&engine, "B", 1);
+    assert!(sub.has_pending());
+    assert!(sub.has_pending(), "asking again takes nothing");
+    let (seen, _) = drain(&mut sub);
+    assert_eq!(seqs_of(&seen, "A"), vec![1]);
+    assert!(!sub.has_pending());
+    // A snapshot owed for a new subscription counts as pending.
+    sub.subscribe(&sel("C"), Resume::Fresh);
+    assert!(sub.has_pending());
+    assert_eq!(seqs_of(&drain(&mut sub).0, "C"), vec![2]);
+    // Lapped with its own ticks among the lost: pending, and drain flags the jump.
+    publish(&engine, "A", 40);
+    assert!(sub.has_pending());
+    let (seen, _) = drain(&mut sub);
+    assert!(matches!(seen.as_slice(), [Seen::Tick { seq: 41, conflated: true, .. }]), "{seen:?}");
+}
+
+#[test]
 fn slow_subscriber_is_reported_lagged_under_the_disconnect_policy() {
     let engine = engine(64, 16, SlowConsumer::Disconnect);
     let mut slow = engine.subscriber();
