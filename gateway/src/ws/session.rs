@@ -6,8 +6,10 @@
 //! one timer, and [`Subscriber::ready`]. One task per connection: nothing else holds state
 //! for it. Whatever they produce is appended to one output buffer as complete frames — ticks
 //! are framed straight from their shared JSON bytes — and the buffer goes out with one write,
-//! so a burst of ticks costs one syscall per ~64 KiB rather than one per tick. The buffer
-//! holds frames only while a pacing window is open, and an idle connection keeps none.
+//! so a burst of ticks costs one syscall per ~64 KiB rather than one per tick. Ticks wait in
+//! the engine's ring while a pacing window is open, not in the buffer, and a connection
+//! holds no buffer between writes: each worker thread passes one from connection to
+//! connection (see [`SPARE`]).
 //!
 //! A slow client only ever blocks this task's write. While blocked, the session still
 //! honours shutdown, checks [`Subscriber::is_lagging`] when the policy is `Disconnect`, and
@@ -27,7 +29,7 @@
 //! that answers nothing would not read one either. After a heartbeat interval without
 //! any message, a `{"type":"heartbeat"}` message goes out for browsers, which cannot see pings.
 
-use std::{sync::Arc, time::Duration};
+use std::{cell::Cell, sync::Arc, time::Duration};
 
 use feed_engine::{Drain, Event, Resume, Selector, SlowConsumer, Subscriber};
 use tokio::{
@@ -60,6 +62,16 @@ const LAG_CHECK: Duration = Duration::from_millis(100);
 /// (at most the grace period) a close frame may take to go out.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
+thread_local! {
+    /// The output buffer the last connection served on this thread gave back after its
+    /// write. The next connection to frame ticks takes it, so ticks are framed into memory
+    /// that is already in the cache, rather than into each connection's own buffer, cold
+    /// after the thousand others written since (framing was most of the session's own CPU
+    /// in the dashboard and storm profiles). A connection keeps a buffer only while it holds
+    /// frames the socket has not taken.
+    static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
 /// What was asked for in the `/ws` query string.
 pub(crate) struct Initial {
     /// The symbols as requested, echoed in `subscribed`.
@@ -85,7 +97,8 @@ pub(crate) struct Session {
     subscriber: Subscriber,
     socket: Socket,
     /// Complete frames waiting to be written. Between writes none of it is on the wire
-    /// yet; a write that fails part way leaves only the unwritten rest.
+    /// yet; a write that fails part way leaves only the unwritten rest. After a complete
+    /// write it goes to [`SPARE`], so a connection between writes holds no buffer.
     out: Vec<u8>,
     /// What the client has sent so far that is not a whole frame yet.
     decoder: LazyDecoder,
@@ -97,10 +110,6 @@ pub(crate) struct Session {
     next_ping: Instant,
     /// Pings sent since anything last arrived from the peer.
     unanswered_pings: u8,
-    /// Whether ticks or replies to ops were queued since the previous ping. While not, the
-    /// connection is idle and `out` is released after every write: only heartbeats go out,
-    /// and idle connections are the many.
-    busy_since_ping: bool,
     /// When the last write finished: ticks arriving within the pacing window after it wait
     /// for the window's end and share one write.
     last_write: Instant,
@@ -135,7 +144,6 @@ impl Session {
             last_text: now,
             text_pending: false,
             next_ping: now + heartbeat,
-            busy_since_ping: true,
             last_write: now,
             grant,
             _guard: guard,
@@ -182,8 +190,6 @@ impl Session {
         self.on_received()?;
         self.last_write = Instant::now();
         self.write_out().await?;
-        // The welcome and the snapshots may have grown the buffer; an idle connection keeps none.
-        self.out = Vec::new();
 
         // Both live across iterations: re-creating them would register with the timer wheel
         // and with the server's shutdown notification (a shared lock) once per batch.
@@ -231,7 +237,19 @@ impl Session {
                 }
                 // While the window is open the ticks wait in the engine's ring, not here:
                 // no wake-up per tick, one drain and one write when it closes.
-                () = self.subscriber.ready(), if !flush_armed && self.out.len() < BATCH_BYTES => self.fill()?,
+                () = self.subscriber.ready(), if !flush_armed && self.out.len() < BATCH_BYTES => {
+                    let due = self.flush_due();
+                    if Instant::now() >= due {
+                        self.fill()?;
+                    } else if self.subscriber.has_pending() {
+                        // Only for ticks of its own: waking at the window's end for nothing
+                        // would hold back (by the timer's lateness) a tick arriving just after.
+                        flush_armed = true;
+                        if due < timer.deadline() {
+                            timer.as_mut().reset(due);
+                        }
+                    }
+                }
             }
             if !self.out.is_empty() {
                 let due = self.flush_due();
@@ -293,7 +311,6 @@ impl Session {
                 return Err(Exit::Gone);
             }
             self.unanswered_pings += 1;
-            self.busy_since_ping = false;
             frame::write_control(&mut self.out, Opcode::Ping, b"");
             self.next_ping = now + self.heartbeat();
         }
@@ -329,7 +346,6 @@ impl Session {
     /// A whole text or binary message: an op, or why it is not one. Each counts against
     /// `--max-ops-per-sec`, the malformed ones too.
     fn on_op(&mut self, parsed: Result<Request, Rejected>) -> Result<(), Exit> {
-        self.busy_since_ping = true;
         let id = match &parsed {
             Ok(request) => request.id.as_ref(),
             Err(rejected) => rejected.id.as_ref(),
@@ -428,6 +444,9 @@ impl Session {
 
     /// Frames what the subscriber has into `out`, up to one batch.
     fn fill(&mut self) -> Result<(), Exit> {
+        if self.out.capacity() == 0 {
+            self.out = SPARE.take();
+        }
         let out = &mut self.out;
         // For a reset message before its frame header is known; resets are rare, and an
         // empty `Vec` allocates nothing.
@@ -452,7 +471,6 @@ impl Session {
         });
         if out.len() > before {
             self.text_pending = true;
-            self.busy_since_ping = true;
             self.state.pacing.add_delivered(frames);
         }
         match drained {
@@ -488,14 +506,15 @@ impl Session {
             self.out.drain(..written);
             return Err(exit);
         }
-        if !self.busy_since_ping {
-            self.out = Vec::new();
-        } else {
-            self.out.clear();
-            if self.out.capacity() > KEEP_BYTES {
-                self.out.shrink_to(KEEP_BYTES);
-            }
+        self.out.clear();
+        if self.out.capacity() > KEEP_BYTES {
+            self.out.shrink_to(KEEP_BYTES);
         }
+        // For the next connection this thread serves; if the thread has one already, the
+        // larger one is kept and the other freed.
+        let out = std::mem::take(&mut self.out);
+        let spare = SPARE.take();
+        SPARE.set(if out.capacity() >= spare.capacity() { out } else { spare });
         if self.text_pending {
             self.text_pending = false;
             self.last_text = self.last_write;
