@@ -125,7 +125,6 @@ async fn run(
         client_cursor: cursor.filter(|c| is_safe_field(c)),
         last_position: None,
         out: OPENING.to_vec(),
-        last_chunk: 0,
     };
     let heartbeat = state.config.heartbeat;
     let mut last_sent = Instant::now();
@@ -188,7 +187,8 @@ async fn run(
                 }
             }
         }
-        permit.send(events.take_chunk());
+        permit.send(Bytes::copy_from_slice(&events.out));
+        events.out.clear();
         last_sent = Instant::now();
     }
     tracing::debug!("sse closed");
@@ -221,28 +221,11 @@ struct EventWriter<'a> {
     client_cursor: Option<String>,
     /// The position of the last tick event written.
     last_position: Option<u64>,
-    /// The chunk being written; handed to the response body whole, so between chunks it
-    /// holds no memory.
     out: Vec<u8>,
-    /// Length of the last chunk handed over: the next one likely needs about as much.
-    last_chunk: usize,
 }
 
 impl EventWriter<'_> {
-    /// Hands over what is written, without copying it. A copy into a reused buffer would
-    /// keep that buffer's largest size (up to a batch) for as long as the stream lives, idle
-    /// or not.
-    fn take_chunk(&mut self) -> Bytes {
-        self.last_chunk = self.out.len();
-        Bytes::from(std::mem::take(&mut self.out))
-    }
-
     fn fill(&mut self, subscriber: &mut Subscriber, pacing: &Pacing) -> Drain {
-        if self.out.is_empty() {
-            // Room for about what the last chunk took, so a busy stream does not grow its
-            // buffer by doubling from nothing every time.
-            self.out.reserve(self.last_chunk.min(BATCH_BYTES));
-        }
         let mut frames = 0;
         let drained = subscriber.drain(|event| {
             frames += 1;
@@ -309,40 +292,6 @@ mod tests {
         assert!(!is_safe_field("a\nevent: x"));
         assert!(!is_safe_field("a b"));
         assert!(!is_safe_field(&"x".repeat(200)));
-    }
-
-    #[test]
-    fn a_chunk_is_handed_over_whole_and_leaves_no_buffer_behind() {
-        let engine = feed_engine::Engine::new(feed_engine::EngineConfig::default());
-        let mut subscriber = engine.subscriber();
-        subscriber.subscribe(&[Selector::All], Resume::Fresh);
-        let publish = |count: usize| {
-            for i in 0..count {
-                let quote = feed_engine::Quote { symbol: "FX:EUR/USD", price: 1.0 + i as f64 / 1e4, ..Default::default() };
-                engine.publish(&quote).expect("valid quote");
-            }
-        };
-        let pacing = Pacing::new(0, Duration::ZERO);
-        let mut events = EventWriter {
-            cursor_prefix: "c-",
-            epoch: engine.epoch(),
-            client_cursor: None,
-            last_position: None,
-            out: Vec::new(),
-            last_chunk: 0,
-        };
-
-        publish(100);
-        assert_eq!(events.fill(&mut subscriber, &pacing), Drain::Idle);
-        let chunk = events.take_chunk();
-        assert_eq!(chunk.windows(12).filter(|w| w == b"event: tick\n").count(), 100);
-        assert_eq!(events.out.capacity(), 0, "an idle stream keeps no buffer");
-
-        // The next chunk starts with room for about as much as the last one took.
-        publish(1);
-        events.fill(&mut subscriber, &pacing);
-        assert!(events.out.capacity() >= chunk.len());
-        assert!(events.take_chunk().starts_with(b"id: c-"));
     }
 
     #[test]
