@@ -239,7 +239,9 @@ impl Session {
                 // no wake-up per tick, one drain and one write when it closes.
                 () = self.subscriber.ready(), if !flush_armed && self.out.len() < BATCH_BYTES => {
                     let due = self.flush_due();
-                    if Instant::now() >= due {
+                    // With no window (a server under its write budget) it is always due: no
+                    // need to read the clock for it.
+                    if self.state.pacing.window().is_zero() || Instant::now() >= due {
                         self.fill()?;
                     } else if self.subscriber.has_pending() {
                         // Only for ticks of its own: waking at the window's end for nothing
@@ -513,8 +515,10 @@ impl Session {
         // For the next connection this thread serves; if the thread has one already, the
         // larger one is kept and the other freed.
         let out = std::mem::take(&mut self.out);
-        let spare = SPARE.take();
-        SPARE.set(if out.capacity() >= spare.capacity() { out } else { spare });
+        SPARE.with(|spare| {
+            let other = spare.take();
+            spare.set(if out.capacity() >= other.capacity() { out } else { other });
+        });
         if self.text_pending {
             self.text_pending = false;
             self.last_text = self.last_write;
