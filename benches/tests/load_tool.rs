@@ -16,7 +16,7 @@ const CONNECTIONS: u64 = 8;
 /// Symbols the simulator ticks, all subscribed by every connection.
 const SYMBOLS: usize = 20;
 
-/// A gateway with a simulated market on `127.0.0.1:0`, stopped when the token is dropped.
+/// A gateway with a simulated market on `127.0.0.1:0`, stopped when `shutdown` is cancelled.
 async fn feed(shutdown: &CancellationToken) -> std::net::SocketAddr {
     let engine = Engine::new(EngineConfig::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -57,20 +57,21 @@ fn assert_clean(report: &Value) {
     assert!(p50 > 0 && p50 <= max && max < 10_000_000, "{report}");
 }
 
+/// A gateway, the tool against the URL `url_of` gives for it, and a clean report.
+async fn measure_clean_run(url_of: fn(std::net::SocketAddr) -> String) {
+    let shutdown = CancellationToken::new();
+    // Cancelled on the way out, a failed assertion included.
+    let _stop = shutdown.clone().drop_guard();
+    let addr = feed(&shutdown).await;
+    assert_clean(&run_tool(&url_of(addr)).await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn measures_a_websocket_feed_without_false_gaps() {
-    let shutdown = CancellationToken::new();
-    let addr = feed(&shutdown).await;
-    let report = run_tool(&format!("ws://{addr}/ws")).await;
-    assert_clean(&report);
-    shutdown.cancel();
+    measure_clean_run(|addr| format!("ws://{addr}/ws")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn measures_an_sse_feed_without_false_gaps() {
-    let shutdown = CancellationToken::new();
-    let addr = feed(&shutdown).await;
-    let report = run_tool(&format!("http://{addr}/sse")).await;
-    assert_clean(&report);
-    shutdown.cancel();
+    measure_clean_run(|addr| format!("http://{addr}/sse")).await;
 }
