@@ -6,7 +6,10 @@ Usage:
 
 Prints Markdown: one table per scenario (server, msgs/s, p50/p99/p99.9 ms, server CPU %,
 RSS per connection, gaps, conflated), then the ratio table (tickfeed ÷ peer for msgs/s;
-peer ÷ tickfeed for p99, RSS per connection and server CPU). Writes plot.png into the
+peer ÷ tickfeed for p99, RSS per connection and server CPU). A folder of several rounds
+(`run.sh --rounds N`) gets one row per server × scenario × step: each figure's median over
+the rounds, with the range of p99 in brackets, and the ratios from those medians. Writes
+plot.png into the
 folder: p50 and p99 latency against connection count from the sweep, one colour per server,
 log y axis. matplotlib is installed on first use into benches/peers/.venv when missing.
 """
@@ -81,6 +84,62 @@ def load(folder):
     return rows, machine
 
 
+# Figures a row of several rounds shows as their median over the rounds.
+MEDIAN_FIELDS = ("msgs_per_s", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "server_cpu_pct",
+                 "rss_per_connection_bytes", "client_cpu_pct")
+# Counts it sums, so a loss or failure in any round shows.
+SUM_FIELDS = ("ticks", "gaps", "conflated_skipped", "connect_errors", "dropped")
+
+
+def median(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def merge_rounds(rows):
+    """One result row per server × scenario × step, in the order they first appear. Of
+    several rounds it keeps each figure's median, sums the counts of loss, keeps the fewest
+    connections open, is client-bound if any round was, and adds `rounds` and `p99_range`.
+    Failed and skipped rows stay rows of their own, so no failure is hidden by a median."""
+    merged, groups = [], {}
+    for row in rows:
+        if not isinstance(row.get("result"), dict):
+            merged.append(row)
+            continue
+        key = (row.get("server"), row.get("scenario"), row.get("step"))
+        if key not in groups:
+            groups[key] = []
+            merged.append(key)
+        groups[key].append(row)
+    out = []
+    for item in merged:
+        if isinstance(item, dict):
+            out.append(item)
+            continue
+        group = groups[item]
+        if len(group) == 1:
+            out.append(group[0])
+            continue
+        results = [row["result"] for row in group]
+        result = dict(results[0])
+        for field in MEDIAN_FIELDS:
+            result[field] = median(r.get(field) for r in results)
+        for field in SUM_FIELDS:
+            result[field] = sum(r.get(field) or 0 for r in results)
+        result["connected"] = min(r.get("connected", 0) for r in results)
+        result["client_bound"] = any(r.get("client_bound") for r in results)
+        p99s = [r["p99_us"] for r in results if r.get("p99_us") is not None]
+        result["p99_range"] = [min(p99s), max(p99s)] if p99s else None
+        result["rounds"] = len(results)
+        loads = [row["load1"] for row in group if row.get("load1") is not None]
+        out.append({"server": item[0], "scenario": item[1], "step": item[2], "result": result,
+                    "load1": max(loads) if loads else None})
+    return out
+
+
 def order(names, known):
     return sorted(names, key=lambda n: (known.index(n) if n in known else len(known), n))
 
@@ -150,10 +209,15 @@ def row_cells(row):
         issues.append(f"{r['dropped']} dropped")
     if r.get("client_bound"):
         issues.append("client-bound")
+    if r.get("rounds", 1) > 1:
+        issues.append(f"{r['rounds']} rounds")
+    p99 = fmt_ms(r.get("p99_us"))
+    if r.get("rounds", 1) > 1 and r.get("p99_range"):
+        p99 += " ({}–{})".format(*(fmt_ms(v) for v in r["p99_range"]))
     return [
         fmt_num(r.get("msgs_per_s")),
         fmt_ms(r.get("p50_us")),
-        fmt_ms(r.get("p99_us")),
+        p99,
         fmt_ms(r.get("p999_us")),
         fmt_num(r.get("server_cpu_pct"), 1),
         fmt_bytes(r.get("rss_per_connection_bytes")),
@@ -182,7 +246,7 @@ def report(rows, machine):
     lines = []
     if machine:
         lines.append(
-            "Machine: {nproc} cores, {cpu}; kernel {kernel}; {node}; {rustc}; {date}; {d:g} s per run; "
+            "Machine: {nproc} cores, {cpu}; kernel {kernel}; {node}; {rustc}; {date}; {d:g} s per run{rounds}; "
             "server on core {sc}, load tool on core {cc} (1 thread).".format(
                 nproc=machine.get("nproc"),
                 cpu=machine.get("cpu_model"),
@@ -191,6 +255,7 @@ def report(rows, machine):
                 rustc=machine.get("rustc"),
                 date=machine.get("date_utc"),
                 d=machine.get("duration_s", 0) or 0,
+                rounds=f", {machine['rounds']} rounds" if machine.get("rounds", 1) > 1 else "",
                 sc=machine.get("server_core", 0),
                 cc=machine.get("client_core", 1),
             )
@@ -239,6 +304,12 @@ def report(rows, machine):
             "connected: connections open when the measurement window started / asked for (later ones still "
             "count their messages). load: the machine's 1-minute load average after the run (2 cores; "
             "above ~2 means other processes competed with the server or the load tool)."
+        )
+        lines.append("")
+    if any(isinstance(r.get("result"), dict) and r["result"].get("rounds", 1) > 1 for r in rows):
+        lines.append(
+            "Rows of several rounds: each figure is the median over the rounds, with the range of p99 in "
+            "brackets; gaps and conflated are totals, connected the fewest of any round, load the highest."
         )
         lines.append("")
     if ratio_rows:
@@ -319,6 +390,7 @@ def main():
     # Install matplotlib (and re-exec) before printing anything, so the report prints once.
     plt = None if "--no-plot" in sys.argv else ensure_matplotlib()
     rows, machine = load(folder)
+    rows = merge_rounds(rows)
     print(report(rows, machine))
     if plt is not None:
         path = plot(rows, folder, plt)

@@ -8,7 +8,7 @@
 #                        [--servers tickfeed,uwebsockets,node-ws,socketio]
 #                        [--duration SECONDS] [--warmup SECONDS] [--sweep 100,250,500,1000,2000]
 #                        [--firehose-rates 25000,50000,100000] [--idle-rate 0]
-#                        [--out DIR] [--no-build]
+#                        [--rounds N] [--out DIR] [--no-build]
 #
 #   --scenarios  which scenarios to run (default: all seven)
 #   --servers    which servers to measure (default: all four)
@@ -17,11 +17,13 @@
 #   --sweep      connection counts of the sweep scenario (default 100,250,500,1000,2000)
 #   --firehose-rates  simulator rates of the firehose steps (default 25000,50000,100000)
 #   --idle-rate  simulator rate of the idle scenario, every server (default 0)
+#   --rounds     run everything N times over, servers interleaved in each round; the report
+#                gives each figure's median over the rounds and the spread of p99 (default 1)
 #   --out        results folder (default benches/results/<UTC timestamp>)
 #   --no-build   skip `npm ci` and `cargo build` (use what is already there)
 #
-# Writes <out>/results.jsonl (one row per server × scenario × step:
-#   {"server":…,"scenario":…,"step":…,"result":<fanout's JSON line>}, or with "error" /
+# Writes <out>/results.jsonl (one row per round × server × scenario × step:
+#   {"server":…,"scenario":…,"step":…,"round":…,"result":<fanout's JSON line>}, or with "error" /
 #   "skipped" instead of a result), <out>/machine.json and <out>/logs/. Then:
 #   python3 benches/peers/report.py <out>
 set -euo pipefail
@@ -38,6 +40,7 @@ warmup=2
 sweep="100,250,500,1000,2000"
 firehose_rates="25000,50000,100000"
 idle_rate=0
+rounds=1
 out=""
 build=1
 seed=42
@@ -55,6 +58,7 @@ while [[ $# -gt 0 ]]; do
     --sweep) sweep="${2:?--sweep needs a list}"; shift 2 ;;
     --firehose-rates) firehose_rates="${2:?--firehose-rates needs a list}"; shift 2 ;;
     --idle-rate) idle_rate="${2:?--idle-rate needs ticks/s}"; shift 2 ;;
+    --rounds) rounds="${2:?--rounds needs a count}"; shift 2 ;;
     --out) out="${2:?--out needs a folder}"; shift 2 ;;
     --no-build) build=0; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -65,6 +69,7 @@ done
 [[ "$duration" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--duration must be a number of seconds"
 [[ "$warmup" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--warmup must be a number of seconds"
 [[ "$idle_rate" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--idle-rate must be a number of ticks/s"
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a whole number from 1"
 IFS=, read -r -a scenario_list <<< "$scenarios"
 IFS=, read -r -a server_list <<< "$servers"
 IFS=, read -r -a sweep_list <<< "$sweep"
@@ -105,9 +110,9 @@ fanout_bin="$root/target/release/fanout"
 ulimit -n 65536 2> /dev/null || ulimit -n "$(ulimit -Hn)"
 echo "== open-file limit $(ulimit -n)"
 
-python3 - "$out/machine.json" "$duration" "$scenarios" "$servers" "$sweep" "$firehose_rates" "$root" "$idle_rate" "$warmup" << 'PY'
+python3 - "$out/machine.json" "$duration" "$scenarios" "$servers" "$sweep" "$firehose_rates" "$root" "$idle_rate" "$warmup" "$rounds" << 'PY'
 import json, os, platform, subprocess, sys, datetime
-path, duration, scenarios, servers, sweep, rates, root, idle_rate, warmup = sys.argv[1:]
+path, duration, scenarios, servers, sweep, rates, root, idle_rate, warmup, rounds = sys.argv[1:]
 def cmd(*args):
     try:
         return subprocess.run(args, capture_output=True, text=True, timeout=20).stdout.strip() or None
@@ -142,6 +147,7 @@ json.dump({
     "server_core": 0, "client_core": 1, "client_threads": 1,
     "duration_s": float(duration),
     "warmup_s": float(warmup),
+    "rounds": int(rounds),
     "scenarios": scenarios.split(","), "servers": servers.split(","),
     "sweep_connections": [int(c) for c in sweep.split(",")],
     "firehose_rates": [int(r) for r in rates.split(",")],
@@ -186,13 +192,13 @@ free_port() {
 }
 
 # append_row SERVER SCENARIO STEP KIND [TEXT|FILE]: KIND is result (FILE: fanout's stdout),
-# error (TEXT) or skipped (TEXT).
+# error (TEXT) or skipped (TEXT). The row is of the current round.
 append_row() {
-  python3 - "$results" "$@" << 'PY'
+  python3 - "$results" "$1" "$2" "$3" "$round" "${@:4}" << 'PY'
 import json, sys
-results, server, scenario, step, kind = sys.argv[1:6]
-arg = sys.argv[6] if len(sys.argv) > 6 else ""
-row = {"server": server, "scenario": scenario, "step": int(step) if step.isdigit() else None}
+results, server, scenario, step, round_, kind = sys.argv[1:7]
+arg = sys.argv[7] if len(sys.argv) > 7 else ""
+row = {"server": server, "scenario": scenario, "step": int(step) if step.isdigit() else None, "round": int(round_)}
 try:
     load1 = float(open("/proc/loadavg").read().split()[0])
 except (OSError, ValueError, IndexError):
@@ -229,8 +235,9 @@ preset_connections() {
 run_one() {
   local server="$1" scenario="$2" step="$3" symbols="$4" rate="$5" preset="$6" connections="${7:-}"
   local tag="${scenario}${step:+-$step}-${server}"
+  (( rounds > 1 )) && tag="$tag-round$round"
   local log="$out/logs/$tag"
-  echo "== $scenario${step:+ (step $step)}: $server (sim $symbols symbols, $rate ticks/s)"
+  echo "== $scenario${step:+ (step $step)}: $server (sim $symbols symbols, $rate ticks/s)${round_label}"
 
   if [[ "$preset" == sse && "$server" != tickfeed ]]; then
     append_row "$server" "$scenario" "$step" skipped "n/a: no SSE endpoint"
@@ -299,17 +306,21 @@ run_one() {
 
 # --- the runs ----------------------------------------------------------------------------
 started=$SECONDS
-for scenario in "${scenario_list[@]}"; do
-  for server in "${server_list[@]}"; do
-    case "$scenario" in
-      quiet) run_one "$server" quiet "" 100 200 quiet ;;
-      dashboard) run_one "$server" dashboard "" 100 2000 dashboard ;;
-      storm) run_one "$server" storm "" 1 100 storm ;;
-      firehose) for rate in "${firehose_list[@]}"; do run_one "$server" firehose "$rate" 100 "$rate" firehose; done ;;
-      idle) run_one "$server" idle "" 100 "$idle_rate" idle ;;
-      sse) run_one "$server" sse "" 100 5000 sse ;;
-      sweep) for c in "${sweep_list[@]}"; do run_one "$server" sweep "$c" 100 2000 dashboard "$c"; done ;;
-    esac
+round_label=""
+for round in $(seq "$rounds"); do
+  (( rounds > 1 )) && round_label=", round $round of $rounds"
+  for scenario in "${scenario_list[@]}"; do
+    for server in "${server_list[@]}"; do
+      case "$scenario" in
+        quiet) run_one "$server" quiet "" 100 200 quiet ;;
+        dashboard) run_one "$server" dashboard "" 100 2000 dashboard ;;
+        storm) run_one "$server" storm "" 1 100 storm ;;
+        firehose) for rate in "${firehose_list[@]}"; do run_one "$server" firehose "$rate" 100 "$rate" firehose; done ;;
+        idle) run_one "$server" idle "" 100 "$idle_rate" idle ;;
+        sse) run_one "$server" sse "" 100 5000 sse ;;
+        sweep) for c in "${sweep_list[@]}"; do run_one "$server" sweep "$c" 100 2000 dashboard "$c"; done ;;
+      esac
+    done
   done
 done
 echo "== done in $((SECONDS - started)) s: $results"
