@@ -162,7 +162,9 @@ pub struct Cli {
     #[arg(long, env = "TICKFEED_WRITE_BUDGET", default_value_t = 75_000)]
     pub write_budget: u64,
 
-    /// Longest a tick may wait to be coalesced with others, in milliseconds.
+    /// Longest a tick may wait to be coalesced with others, in milliseconds, while the server
+    /// can afford the writes this forces: on cores more than 90% busy, where more writes would
+    /// only queue, the cap stretches (10% each 100 ms, up to 2×) and comes back below 75% busy.
     #[arg(long, env = "TICKFEED_MAX_COALESCE_MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=1_000))]
     pub max_coalesce_ms: u64,
 

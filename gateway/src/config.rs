@@ -29,7 +29,8 @@ pub struct GatewayConfig {
     /// while the server's cores are less than 75% busy the budget rises, so spare CPU goes
     /// to latency (see `pacing`). 0 writes every tick at once, whatever the load.
     pub write_budget_per_s: u64,
-    /// The longest a tick may wait to be coalesced (`--max-coalesce-ms`).
+    /// The longest a tick may wait to be coalesced (`--max-coalesce-ms`), stretched up to 2×
+    /// while the cores are saturated and the cap forces more writes than the budget asks for.
     pub max_coalesce: Duration,
     /// From accepting a connection to having its first request head: the TLS handshake plus
     /// the head of the first request, WebSocket upgrades included (`--handshake-timeout-ms`).
