@@ -104,8 +104,15 @@ def merge_rounds(rows):
     several rounds it keeps each figure's median, sums the counts of loss, keeps the fewest
     connections open, is client-bound if any round was, and adds `rounds` and `p99_range`.
     Failed and skipped rows stay rows of their own, so no failure is hidden by a median."""
-    merged, groups = [], {}
+    merged, groups, skipped = [], {}, set()
     for row in rows:
+        if "skipped" in row:
+            # The same reason every round: listed once.
+            key = (row.get("server"), row.get("scenario"), row.get("step"), row["skipped"])
+            if key not in skipped:
+                skipped.add(key)
+                merged.append(row)
+            continue
         if not isinstance(row.get("result"), dict):
             merged.append(row)
             continue
@@ -212,7 +219,7 @@ def row_cells(row):
     if r.get("rounds", 1) > 1:
         issues.append(f"{r['rounds']} rounds")
     p99 = fmt_ms(r.get("p99_us"))
-    if r.get("rounds", 1) > 1 and r.get("p99_range"):
+    if r.get("rounds", 1) > 1 and r.get("p99_range") and r.get("p99_us") is not None:
         p99 += " ({}–{})".format(*(fmt_ms(v) for v in r["p99_range"]))
     return [
         fmt_num(r.get("msgs_per_s")),
