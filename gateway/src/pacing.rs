@@ -124,13 +124,32 @@ impl Pacing {
     }
 }
 
+/// Where the cores' busy share stands against the band both the budget and the cap follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// Under [`RAISE_BELOW_BUSY`]: CPU to spare.
+    Room,
+    /// Inside the band, or not known: nothing moves.
+    Steady,
+    /// Over [`LOWER_ABOVE_BUSY`].
+    Saturated,
+}
+
+fn load(busy: Option<f64>) -> Load {
+    match busy {
+        Some(busy) if busy < RAISE_BELOW_BUSY => Load::Room,
+        Some(busy) if busy > LOWER_ABOVE_BUSY => Load::Saturated,
+        _ => Load::Steady,
+    }
+}
+
 /// The budget in use after one period: see the module docs.
 fn next_budget(in_use: u64, configured: u64, busy: Option<f64>) -> u64 {
     let in_use = in_use as f64;
-    let next = match busy {
-        Some(busy) if busy < RAISE_BELOW_BUSY => in_use * BUDGET_STEP,
-        Some(busy) if busy > LOWER_ABOVE_BUSY => in_use / BUDGET_STEP,
-        _ => in_use,
+    let next = match load(busy) {
+        Load::Room => in_use * BUDGET_STEP,
+        Load::Saturated => in_use / BUDGET_STEP,
+        Load::Steady => in_use,
     };
     next.clamp(configured as f64, configured as f64 * MAX_RAISE) as u64
 }
@@ -138,10 +157,10 @@ fn next_budget(in_use: u64, configured: u64, busy: Option<f64>) -> u64 {
 /// The cap on the window after one period: see the module docs. `binds` says whether the
 /// window the budget asks for is longer than the cap in use.
 fn next_cap(in_use: Duration, configured: Duration, busy: Option<f64>, binds: bool) -> Duration {
-    let next = match busy {
-        Some(busy) if busy > LOWER_ABOVE_BUSY && binds => in_use.mul_f64(BUDGET_STEP),
-        Some(busy) if busy < RAISE_BELOW_BUSY => in_use.div_f64(BUDGET_STEP),
-        _ => in_use,
+    let next = match load(busy) {
+        Load::Saturated if binds => in_use.mul_f64(BUDGET_STEP),
+        Load::Room => in_use.div_f64(BUDGET_STEP),
+        Load::Saturated | Load::Steady => in_use,
     };
     next.clamp(configured, configured.mul_f64(MAX_STRETCH))
 }

@@ -46,7 +46,7 @@ fn leading_number(bytes: &[u8]) -> Option<(u64, &[u8])> {
 /// `snapshot` and `conflated` flags in the tail of a tick. Both are only ever written as
 /// `true`, so a tail without `:t` has neither and costs one short scan.
 fn flags(tail: &[u8]) -> (bool, bool) {
-    if !tail.windows(2).any(|w| w == b":t") {
+    if find(tail, b":t").is_none() {
         return (false, false);
     }
     (find(tail, b"\"snapshot\":true").is_some(), find(tail, b"\"conflated\":true").is_some())
