@@ -1,0 +1,72 @@
+//! `benches/peers/report.py` on a results folder of several rounds: one row per server and
+//! scenario with medians and the range of p99, ratios from the medians, failures kept as
+//! rows of their own and a peer's skipped scenario listed once.
+
+use std::{path::Path, process::Command};
+
+use serde_json::{json, Value};
+
+/// One row as `run.sh` appends it: the load tool's JSON line under `result`.
+fn result_row(server: &str, scenario: &str, round: u32, p50_us: u64, p99_us: u64, cpu: f64) -> Value {
+    json!({
+        "server": server, "scenario": scenario, "step": null, "round": round, "load1": 0.5,
+        "result": {
+            "connections": 100, "connected": 100, "connect_errors": 0, "dropped": 0, "ticks": 20000,
+            "msgs_per_s": 2000, "snapshots": 0, "p50_us": p50_us, "p90_us": p50_us, "p99_us": p99_us,
+            "p999_us": p99_us, "max_us": p99_us, "gaps": 0, "conflated_skipped": 0,
+            "server_cpu_pct": cpu, "rss_per_connection_bytes": 1024.0, "client_cpu_pct": 10.0,
+            "client_bound": false
+        }
+    })
+}
+
+/// Writes `rows` as a results folder and returns what `report.py --no-plot` prints.
+fn report(dir: &Path, rows: &[Value]) -> String {
+    std::fs::create_dir_all(dir).expect("results folder");
+    let lines: String = rows.iter().map(|row| format!("{row}\n")).collect();
+    std::fs::write(dir.join("results.jsonl"), lines).expect("results.jsonl");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/report.py");
+    let output = Command::new("python3").arg(script).arg(dir).arg("--no-plot").output().expect("python3 runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+fn rows_starting(text: &str, prefix: &str) -> Vec<String> {
+    text.lines().filter(|line| line.starts_with(prefix)).map(str::to_owned).collect()
+}
+
+#[test]
+fn rounds_become_one_row_of_medians_with_the_range_of_p99() {
+    let dir = std::env::temp_dir().join(format!("tickfeed-peer-report-{}", std::process::id()));
+    let mut rows = Vec::new();
+    for (round, (p99, peer_p99)) in [(300, 600), (200, 400), (900, 500)].into_iter().enumerate() {
+        let round = round as u32 + 1;
+        rows.push(result_row("tickfeed", "quiet", round, 100, p99, 3.0));
+        rows.push(result_row("uwebsockets", "quiet", round, 120, peer_p99, 6.0));
+        rows.push(json!({"server": "uwebsockets", "scenario": "sse", "step": null, "round": round,
+                         "skipped": "n/a: no SSE endpoint"}));
+    }
+    rows.push(json!({"server": "tickfeed", "scenario": "sse", "step": null, "round": 2, "load1": 0.5,
+                     "error": "load tool timed out after 80 s"}));
+    let text = report(&dir, &rows);
+    std::fs::remove_dir_all(&dir).ok();
+
+    // Medians 300 and 500 µs, ranges 200–900 and 400–600 µs, three rounds each.
+    assert_eq!(rows_starting(&text, "| tickfeed | 2,000 | 0.100 | 0.300 (0.200–0.900) |").len(), 1, "{text}");
+    assert_eq!(rows_starting(&text, "| uwebsockets | 2,000 | 0.120 | 0.500 (0.400–0.600) |").len(), 1, "{text}");
+    assert!(text.contains("100/100 (3 rounds)"), "{text}");
+    // The ratio comes from the medians: 500 / 300 for p99, 6 / 3 for CPU.
+    assert_eq!(rows_starting(&text, "| quiet | uwebsockets | 1.00× | 1.67× | 1.00× | 2.00× |").len(), 1, "{text}");
+    // The failed round stays visible; the skip is listed once, not once per round.
+    assert!(text.contains("**error**: load tool timed out after 80 s"), "{text}");
+    assert_eq!(rows_starting(&text, "| uwebsockets | n/a: no SSE endpoint").len(), 1, "{text}");
+}
+
+#[test]
+fn one_round_reports_its_figures_without_a_range() {
+    let dir = std::env::temp_dir().join(format!("tickfeed-peer-report-one-{}", std::process::id()));
+    let text = report(&dir, &[result_row("tickfeed", "quiet", 1, 100, 300, 3.0)]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(rows_starting(&text, "| tickfeed | 2,000 | 0.100 | 0.300 | 0.300 | 3.0 |").len(), 1, "{text}");
+    assert!(!text.contains("rounds"), "{text}");
+}
