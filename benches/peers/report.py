@@ -138,6 +138,8 @@ def merge_rounds(rows):
             result[field] = sum(r.get(field) or 0 for r in results)
         result["connected"] = min(r.get("connected", 0) for r in results)
         result["client_bound"] = any(r.get("client_bound") for r in results)
+        # Older rows have no such field: their latency was never doubted.
+        result["latency_trusted"] = all(r.get("latency_trusted", True) for r in results)
         p99s = [r["p99_us"] for r in results if r.get("p99_us") is not None]
         result["p99_range"] = [min(p99s), max(p99s)] if p99s else None
         result["rounds"] = len(results)
@@ -184,6 +186,11 @@ def ratio(a, b):
     return a / b
 
 
+def trusted_p99(result):
+    """The p99 to compare, or None when the load tool said the clocks disagreed in the run."""
+    return None if result.get("latency_trusted") is False else result.get("p99_us")
+
+
 def short_error(text, limit=170):
     """The kind of failure and the end of its message (where the reason usually is)."""
     text = " ".join(str(text).replace("|", "/").split())
@@ -216,6 +223,8 @@ def row_cells(row):
         issues.append(f"{r['dropped']} dropped")
     if r.get("client_bound"):
         issues.append("client-bound")
+    if r.get("latency_trusted") is False:
+        issues.append("latency untrusted: clocks disagreed")
     if r.get("rounds", 1) > 1:
         issues.append(f"{r['rounds']} rounds")
     p99 = fmt_ms(r.get("p99_us"))
@@ -297,7 +306,7 @@ def report(rows, machine):
                     [scenario + (f" {fmt_num(step)}" if step is not None else ""), server]
                     + [
                         fmt_ratio(ratio(b.get("msgs_per_s"), p.get("msgs_per_s"))),
-                        fmt_ratio(ratio(p.get("p99_us"), b.get("p99_us"))),
+                        fmt_ratio(ratio(trusted_p99(p), trusted_p99(b))),
                         fmt_ratio(ratio(p.get("rss_per_connection_bytes"), b.get("rss_per_connection_bytes"))),
                         fmt_ratio(ratio(p.get("server_cpu_pct"), b.get("server_cpu_pct"))),
                     ]

@@ -29,9 +29,16 @@ async fn feed(shutdown: &CancellationToken) -> std::net::SocketAddr {
 
 /// Runs the tool for a short measured window and returns its JSON report.
 async fn run_tool(url: &str) -> Value {
+    let connections = CONNECTIONS.to_string();
+    let args = ["--url", url, "--connections", &connections, "--symbols-per-connection", "0", "--duration", "2", "--warmup", "1"];
+    run_fanout(&args).await.1
+}
+
+/// Runs the tool with `args` on one client thread; returns its output and its JSON line.
+async fn run_fanout(args: &[&str]) -> (String, Value) {
     let output = Command::new(env!("CARGO_BIN_EXE_fanout"))
-        .args(["--url", url, "--connections", &CONNECTIONS.to_string(), "--symbols-per-connection", "0"])
-        .args(["--duration", "2", "--warmup", "1", "--threads", "1"])
+        .args(args)
+        .args(["--threads", "1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -40,7 +47,8 @@ async fn run_tool(url: &str) -> Value {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "fanout failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     let line = stdout.lines().rfind(|line| line.starts_with('{')).expect("a JSON line");
-    serde_json::from_str(line).expect("valid JSON")
+    let report = serde_json::from_str(line).expect("valid JSON");
+    (stdout.into_owned(), report)
 }
 
 /// What every clean run shows: all connected and stayed, ticks at the simulator's rate
@@ -55,6 +63,8 @@ fn assert_clean(report: &Value) {
     assert!(report["snapshots"].as_u64().expect("a count") >= CONNECTIONS, "{report}");
     let (p50, max) = (report["p50_us"].as_u64().expect("p50"), report["max_us"].as_u64().expect("max"));
     assert!(p50 > 0 && p50 <= max && max < 10_000_000, "{report}");
+    // One host, one clock: nothing arrives before it was stamped.
+    assert_eq!((report["early_ticks"].as_u64(), &report["latency_trusted"]), (Some(0), &Value::Bool(true)), "{report}");
 }
 
 /// A gateway, the tool against the URL `url_of` gives for it, and a clean report.
@@ -74,4 +84,48 @@ async fn measures_a_websocket_feed_without_false_gaps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn measures_an_sse_feed_without_false_gaps() {
     measure_clean_run(|addr| format!("http://{addr}/sse")).await;
+}
+
+/// Serves one SSE stream, like the gateway's, whose `ts` runs `ahead` of this host's clock:
+/// a server on another host with a clock set wrong, as the tool sees it.
+async fn sse_with_clock_ahead(ahead: Duration, shutdown: &CancellationToken) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local address");
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let Ok((mut stream, _)) = listener.accept().await else { return };
+        let mut request = [0u8; 2048];
+        let _ = stream.read(&mut request).await;
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\r\n";
+        if stream.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        for seq in 1.. {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+            let ts = (now + ahead).as_micros();
+            let event = format!("data: {{\"type\":\"tick\",\"symbol\":\"T:A\",\"seq\":{seq},\"ts\":{ts},\"price\":1.5}}\n\n");
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                written = stream.write_all(event.as_bytes()) => if written.is_err() { return },
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn says_when_the_servers_clock_runs_ahead() {
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    let addr = sse_with_clock_ahead(Duration::from_secs(5), &shutdown).await;
+    let url = format!("http://{addr}/sse");
+    let args = ["--url", &url, "--connections", "1", "--symbols", "T:A", "--duration", "1", "--warmup", "0.5"];
+    let (stdout, report) = run_fanout(&args).await;
+    assert!(stdout.contains("LATENCY NOT TRUSTWORTHY"), "{stdout}");
+    let ticks = report["ticks"].as_u64().expect("a count");
+    assert!(ticks > 0, "{report}");
+    assert_eq!(report["early_ticks"].as_u64(), Some(ticks), "{report}");
+    assert_eq!(report["latency_trusted"], false, "{report}");
 }

@@ -1,6 +1,7 @@
 //! `benches/peers/report.py` on a results folder of several rounds: one row per server and
 //! scenario with medians and the range of p99, ratios from the medians, failures kept as
-//! rows of their own and a peer's skipped scenario listed once.
+//! rows of their own, a peer's skipped scenario listed once, and a run whose clocks
+//! disagreed marked and left out of the p99 ratio.
 
 use std::{path::Path, process::Command};
 
@@ -69,4 +70,24 @@ fn one_round_reports_its_figures_without_a_range() {
     std::fs::remove_dir_all(&dir).ok();
     assert_eq!(rows_starting(&text, "| tickfeed | 2,000 | 0.100 | 0.300 | 0.300 | 3.0 |").len(), 1, "{text}");
     assert!(!text.contains("rounds"), "{text}");
+}
+
+#[test]
+fn a_run_whose_clocks_disagreed_is_marked_and_its_p99_not_compared() {
+    let dir = std::env::temp_dir().join(format!("tickfeed-peer-report-clock-{}", std::process::id()));
+    let mut rows = Vec::new();
+    for round in 1..=2 {
+        rows.push(result_row("tickfeed", "firehose", round, 300, 700, 50.0));
+        let mut peer = result_row("uwebsockets", "firehose", round, 1, 1, 60.0);
+        // The load tool's verdict in one round: a clock stepped, every latency shifted.
+        peer["result"]["latency_trusted"] = json!(round != 2);
+        rows.push(peer);
+    }
+    let text = report(&dir, &rows);
+    std::fs::remove_dir_all(&dir).ok();
+    // One doubtful round marks the merged row; tickfeed's rounds were clean.
+    assert_eq!(text.matches("100/100 (latency untrusted: clocks disagreed, 2 rounds)").count(), 1, "{text}");
+    assert_eq!(text.matches("100/100 (2 rounds)").count(), 1, "{text}");
+    // msgs/s and CPU still compare; p99 does not.
+    assert_eq!(rows_starting(&text, "| firehose | uwebsockets | 1.00× | – | 1.00× | 1.20× |").len(), 1, "{text}");
 }

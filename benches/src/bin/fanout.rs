@@ -220,9 +220,11 @@ fn run(args: Args) -> Result<(), String> {
 
     std::thread::sleep(window_start.saturating_duration_since(Instant::now()));
     let (server_start, client_start) = (args.server_pid.and_then(procstat::sample), procstat::sample(std::process::id()));
+    let clocks_start = (now_us(), Instant::now());
     let connected = plan.open.load(Ordering::Relaxed).max(0) as u64;
     std::thread::sleep(window_end.saturating_duration_since(Instant::now()));
     let (server_end, client_end) = (args.server_pid.and_then(procstat::sample), procstat::sample(std::process::id()));
+    let clocks_end = (now_us(), Instant::now());
 
     let mut stats = Stats::default();
     for worker in workers {
@@ -248,10 +250,19 @@ fn run(args: Args) -> Result<(), String> {
         server_rss_kib: rss_before.zip(server_end).map(|(a, b)| (a.rss_kib, b.rss_kib)),
         client_cpu_pct: cpu(client_start, client_end).unwrap_or(0.0),
         client_threads: threads,
+        clock_step_us: clock_step_us(clocks_start, clocks_end),
     };
     println!("{}", report.table());
     println!("{}", report.json());
     Ok(())
+}
+
+/// How much more the wall clock advanced than the monotonic clock between two readings of
+/// both (µs; negative: stepped back).
+fn clock_step_us(start: (u64, Instant), end: (u64, Instant)) -> i64 {
+    let wall = end.0 as i64 - start.0 as i64;
+    let monotonic = end.1.duration_since(start.1).as_micros() as i64;
+    wall - monotonic
 }
 
 /// One OS thread with its own single-threaded runtime: its connections share one `Stats`
@@ -349,6 +360,9 @@ impl Tracker {
             return;
         }
         stats.ticks += 1;
+        if tick.ts_us > now_us {
+            stats.early += 1;
+        }
         let _ = stats.latency_us.record(now_us.saturating_sub(tick.ts_us).max(1));
         if let Some(previous) = previous {
             if tick.seq > previous + 1 {
@@ -477,4 +491,30 @@ fn consume_sse(buf: &[u8], tracker: &mut Tracker, now_us: u64, in_window: bool, 
         offset += len + 1;
     }
     offset
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wall_clock_step_is_what_the_monotonic_clock_did_not_see() {
+        let start = Instant::now();
+        let end = start + Duration::from_millis(2);
+        assert_eq!(clock_step_us((1_000_000, start), (1_002_000, end)), 0);
+        assert_eq!(clock_step_us((1_000_000, start), (1_003_500, end)), 1_500);
+        assert_eq!(clock_step_us((1_000_000, start), (999_000, end)), -3_000);
+    }
+
+    #[test]
+    fn ticks_stamped_after_their_arrival_are_counted() {
+        let mut tracker = Tracker { last_seq: HashMap::default(), first_message: false, started: Instant::now() };
+        let mut stats = Stats::default();
+        let tick = |seq: u64, ts: u64| format!(r#"{{"type":"tick","symbol":"A","seq":{seq},"ts":{ts},"price":1}}"#);
+        tracker.on_message(tick(1, 900).as_bytes(), 1_000, true, &mut stats);
+        tracker.on_message(tick(2, 1_000).as_bytes(), 1_000, true, &mut stats);
+        tracker.on_message(tick(3, 1_001).as_bytes(), 1_000, true, &mut stats);
+        assert_eq!((stats.ticks, stats.early), (3, 1));
+        assert_eq!(stats.latency_us.max(), 100);
+    }
 }

@@ -23,6 +23,10 @@ pub struct Stats {
     pub dropped: u64,
     /// Connections open when the window started.
     pub connected: u64,
+    /// Live ticks in the window whose `ts` was later than their arrival: the server's clock
+    /// and this one disagree (another host, or a clock stepped), and each such tick's
+    /// latency was recorded as 1 µs.
+    pub early: u64,
 }
 
 impl Default for Stats {
@@ -37,6 +41,7 @@ impl Default for Stats {
             connect_errors: 0,
             dropped: 0,
             connected: 0,
+            early: 0,
         }
     }
 }
@@ -54,6 +59,7 @@ impl Stats {
         self.connect_errors += other.connect_errors;
         self.dropped += other.dropped;
         self.connected += other.connected;
+        self.early += other.early;
     }
 }
 
@@ -77,7 +83,15 @@ pub struct Report<'a> {
     pub client_cpu_pct: f64,
     /// Client threads.
     pub client_threads: usize,
+    /// How far this host's wall clock moved against its monotonic clock during the window
+    /// (µs, signed): a clock stepped mid-run shifts every latency after the step.
+    pub clock_step_us: i64,
 }
+
+/// Share of live ticks arriving before their `ts` past which latencies are not trusted.
+const EARLY_LIMIT: f64 = 0.001;
+/// Wall-clock step during the window past which latencies are not trusted.
+const STEP_LIMIT_US: i64 = 1_000;
 
 impl Report<'_> {
     fn rate(&self) -> f64 {
@@ -93,6 +107,25 @@ impl Report<'_> {
     /// Was the client, not the server, the limit? (Its threads nearly all busy.)
     pub fn is_client_bound(&self) -> bool {
         self.client_cpu_pct > 90.0 * self.client_threads as f64
+    }
+
+    /// Why the latency figures cannot be trusted, if they cannot: they are receive time
+    /// minus the server's `ts`, so they assume both read one clock that stood still.
+    pub fn clock_warning(&self) -> Option<String> {
+        let s = self.stats;
+        let early_share = s.early as f64 / s.ticks.max(1) as f64;
+        if early_share > EARLY_LIMIT {
+            return Some(format!(
+                "{} of {} ticks ({:.2}%) arrived before their ts: the server's clock is ahead of this host's",
+                s.early,
+                s.ticks,
+                early_share * 100.0
+            ));
+        }
+        if self.clock_step_us.abs() >= STEP_LIMIT_US {
+            return Some(format!("this host's wall clock was stepped by {} µs during the window", self.clock_step_us));
+        }
+        None
     }
 
     /// The human-readable table.
@@ -118,6 +151,9 @@ impl Report<'_> {
             h.value_at_quantile(0.999),
             h.max()
         );
+        if let Some(warning) = self.clock_warning() {
+            out += &format!("LATENCY NOT TRUSTWORTHY: {warning}\n");
+        }
         out += &format!("seq gaps {}  conflated-skipped {}\n", s.gaps, s.conflated_skipped);
         out += &format!(
             "connect ms  p50 {:.2}  p99 {:.2}  max {:.2}\n",
@@ -150,7 +186,8 @@ impl Report<'_> {
                 "\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"gaps\":{},",
                 "\"conflated_skipped\":{},\"connect_p50_us\":{},\"connect_p99_us\":{},\"server_cpu_pct\":{},",
                 "\"server_rss_before_kib\":{},\"server_rss_after_kib\":{},\"rss_per_connection_bytes\":{},",
-                "\"client_cpu_pct\":{:.1},\"client_bound\":{}}}"
+                "\"client_cpu_pct\":{:.1},\"client_bound\":{},\"early_ticks\":{},\"clock_step_us\":{},",
+                "\"latency_trusted\":{}}}"
             ),
             self.scenario,
             self.url,
@@ -176,7 +213,48 @@ impl Report<'_> {
             self.server_rss_kib.map_or("null".to_owned(), |r| r.1.to_string()),
             opt(self.rss_per_connection_bytes()),
             self.client_cpu_pct,
-            self.is_client_bound()
+            self.is_client_bound(),
+            s.early,
+            self.clock_step_us,
+            self.clock_warning().is_none()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(stats: &Stats, clock_step_us: i64) -> Report<'_> {
+        Report {
+            scenario: "custom",
+            url: "ws://127.0.0.1:1/ws",
+            connections: 1,
+            duration_s: 1.0,
+            stats,
+            server_cpu_pct: None,
+            server_rss_kib: None,
+            client_cpu_pct: 1.0,
+            client_threads: 1,
+            clock_step_us,
+        }
+    }
+
+    #[test]
+    fn latency_is_trusted_only_with_one_steady_clock() {
+        let mut stats = Stats { ticks: 10_000, ..Stats::default() };
+        assert_eq!(report(&stats, 0).clock_warning(), None);
+        assert!(report(&stats, 0).json().contains("\"early_ticks\":0,\"clock_step_us\":0,\"latency_trusted\":true}"));
+        // A few early ticks are the two clocks' reading error, not a wrong clock.
+        stats.early = 10;
+        assert_eq!(report(&stats, -999).clock_warning(), None);
+        stats.early = 11;
+        let warning = report(&stats, 0).clock_warning().expect("too many early ticks");
+        assert!(warning.contains("11 of 10000 ticks"), "{warning}");
+        stats.early = 0;
+        let stepped = report(&stats, -1_000);
+        assert!(stepped.clock_warning().expect("a step").contains("-1000 µs"));
+        assert!(stepped.table().contains("LATENCY NOT TRUSTWORTHY"));
+        assert!(stepped.json().contains("\"clock_step_us\":-1000,\"latency_trusted\":false}"));
     }
 }
