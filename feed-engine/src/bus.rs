@@ -2,8 +2,8 @@
 //!
 //! Every subscriber reads every position of the broadcast ring, and most positions belong to
 //! symbols it does not want: a dashboard on 10 of 100 symbols skips nine in ten. Reading a
-//! position from the ring is an `arc_swap` load of the shared tick; the index answers "whose
-//! tick is this?" with one plain atomic load, so a subscriber passes over other symbols'
+//! position from the ring loads the shared tick itself, a cache line of its own; the index
+//! answers "whose tick is this?" from one small array, so a subscriber passes over other symbols'
 //! ticks without touching them.
 //!
 //! An index entry packs the position's low 32 bits above the symbol id in one `AtomicU64`, so

@@ -19,11 +19,17 @@ use crate::{
     interest::{Interest, SymbolLists},
     pattern::Selector,
     registry::{Registry, SymbolState},
+    ring,
     subscriber::Subscriber,
     symbol,
     tick::{Quote, Stamp, Tick},
     Error,
 };
+
+/// Publishes between two hand-overs of replaced ring entries to the collector: each
+/// publish replaces up to two (history and broadcast ring), and the collector takes them in
+/// bags of 64.
+const RETIRE_EVERY: u64 = 32;
 
 /// What happens to a subscriber that falls further behind than the broadcast ring holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -167,6 +173,8 @@ impl Engine {
     /// Only subscribers that are waiting are woken, so a batch costs one wake-up per waiting
     /// subscriber, not one per tick.
     pub fn publish_batch(&self, quotes: &[Quote<'_>]) -> usize {
+        // One pin for every ring push of the batch (see `ring`).
+        let _pinned = ring::pin();
         let mut published = 0;
         for quote in quotes {
             if let Ok((_, lists)) = self.publish_quiet(quote) {
@@ -216,6 +224,8 @@ impl Engine {
         }
         quote.check_finite()?;
         let ts_us = now_us();
+        // One pin for both ring pushes (see `ring`).
+        let pinned = ring::pin();
         let mut state = self.lock_publisher();
         let PublishState { next_position, symbols, scratch } = &mut *state;
         let position = *next_position;
@@ -239,6 +249,13 @@ impl Engine {
         let lists = Arc::clone(&entry.lists);
         *next_position += 1;
         drop(state);
+        if position % RETIRE_EVERY == 0 {
+            // Hands the entries the pushes replaced to the collector and frees those no
+            // reader can hold any more. Readers collect too, but fewer times than the
+            // publisher retires at high rates: left to them, freed ticks piled up (RSS
+            // 265–277 MiB against 114 MiB in the firehose).
+            pinned.flush();
+        }
         self.shared.published.fetch_add(1, Ordering::Relaxed);
         Ok((Published { seq, position }, lists))
     }

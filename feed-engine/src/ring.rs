@@ -9,8 +9,13 @@
 //!   stores the entry into its slot *before* advancing `next` with `Release`; a reader loads
 //!   `next` with `Acquire`, so every stamp below `next` is visible in its slot (or already
 //!   overwritten by a newer one).
-//! - Slots hold `Arc`s through `arc_swap`, so a reader clones an entry while the writer
-//!   replaces it without either waiting for the other and without use-after-free.
+//! - A slot holds an `Arc` as a raw pointer. A reader dereferences one only while pinned in
+//!   an epoch (`crossbeam_epoch`), and a writer that replaces an entry drops its `Arc` only
+//!   after every reader pinned before the replacement has unpinned. So the writer and the
+//!   readers never wait for each other, and no reader sees freed memory. A read costs a
+//!   plain load where a reference-counted one costs two atomic read-modify-writes on the
+//!   reader's side and, on the writer's, a scan of every reader thread's slots per store:
+//!   with every subscriber reading every position, that is most of what a read costs.
 //! - Readers never block the writer: a reader that is too slow simply finds its stamp
 //!   overwritten ([`Read::Overwritten`]) and decides what to do (conflate or disconnect).
 //! - Slots are allocated in chunks of [`CHUNK`] the first time the writer reaches them, so a
@@ -18,12 +23,16 @@
 //!   writer initialises a chunk (`OnceLock`); readers only look, and a chunk below `next` is
 //!   always initialised.
 
-use std::sync::{
-    atomic::{AtomicU64, Ordering},
-    Arc, OnceLock,
+use std::{
+    ptr::{self, NonNull},
+    sync::{
+        atomic::{AtomicPtr, AtomicU64, Ordering},
+        Arc, OnceLock,
+    },
 };
 
-use arc_swap::ArcSwapOption;
+pub(crate) use crossbeam_epoch::pin;
+use crossbeam_epoch::Guard;
 
 /// Outcome of reading one stamp.
 #[derive(Debug)]
@@ -36,25 +45,44 @@ pub enum Read<T> {
     Overwritten,
 }
 
-/// An entry read from the ring. Holding it costs no reference-count traffic on the shared
-/// `Arc` (an `arc_swap` guard); [`Held::into_arc`] makes it an `Arc` when it must be kept.
-#[derive(Debug)]
+/// An entry read from the ring, valid while it is held: it keeps the reading thread pinned,
+/// which keeps the entry from being dropped, at no reference-count traffic on the shared
+/// `Arc`. [`Held::into_arc`] makes it an `Arc` when it must be kept.
+///
+/// A reader that reads many entries pins once around them all ([`pin`]): each `Held` then
+/// only nests in that pin, which costs a thread-local counter.
 pub struct Held<T> {
-    guard: arc_swap::Guard<Option<Arc<T>>>,
+    entry: NonNull<T>,
+    _pin: Guard,
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Held<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
 }
 
 impl<T> std::ops::Deref for Held<T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        self.guard.as_ref().expect("a Held is only made from an occupied slot")
+        // SAFETY: `entry` came from `Arc::into_raw` and was loaded from a slot while `_pin`
+        // was pinned; a writer that replaced it since defers dropping that `Arc` until every
+        // guard pinned before the replacement is gone, `_pin` included.
+        unsafe { self.entry.as_ref() }
     }
 }
 
 impl<T> Held<T> {
     /// The entry as an `Arc`, to keep beyond the read.
     pub fn into_arc(self) -> Arc<T> {
-        arc_swap::Guard::into_inner(self.guard).expect("a Held is only made from an occupied slot")
+        let raw = self.entry.as_ptr().cast_const();
+        // SAFETY: as in `deref`, the `Arc` this pointer came from is alive while `_pin` is;
+        // counting one more reference to it and taking that reference is what `clone` does.
+        unsafe {
+            Arc::increment_strong_count(raw);
+            Arc::from_raw(raw)
+        }
     }
 }
 
@@ -64,11 +92,12 @@ const PREFETCH_AHEAD: u64 = 1;
 /// Slots allocated at once when the writer first reaches them.
 pub const CHUNK: usize = 64;
 
-/// A lazily allocated run of [`CHUNK`] slots.
-type Chunk<T> = OnceLock<Box<[ArcSwapOption<T>]>>;
+/// A lazily allocated run of [`CHUNK`] slots, each null or an `Arc::into_raw` pointer.
+type Chunk<T> = OnceLock<Box<[AtomicPtr<T>]>>;
 
-/// See the module docs.
-pub struct Ring<T> {
+/// See the module docs. Entries may be dropped on whichever thread next collects the
+/// epoch's garbage, hence `Send + Sync + 'static`.
+pub struct Ring<T: Send + Sync + 'static> {
     /// Reads an entry's stamp (position for the broadcast ring, `seq` for history rings).
     stamp_of: fn(&T) -> u64,
     chunks: Box<[Chunk<T>]>,
@@ -77,7 +106,7 @@ pub struct Ring<T> {
     next: AtomicU64,
 }
 
-impl<T> Ring<T> {
+impl<T: Send + Sync + 'static> Ring<T> {
     /// A ring holding at least `capacity` entries (rounded up to a power of two, at least 2).
     pub fn new(capacity: usize, stamp_of: fn(&T) -> u64) -> Self {
         let capacity = capacity.max(2).next_power_of_two();
@@ -90,7 +119,7 @@ impl<T> Ring<T> {
     }
 
     /// The slot of `stamp`, if its chunk has been allocated.
-    fn slot(&self, stamp: u64) -> Option<&ArcSwapOption<T>> {
+    fn slot(&self, stamp: u64) -> Option<&AtomicPtr<T>> {
         let index = (stamp & self.mask) as usize;
         let size = self.chunk_size();
         self.chunks[index / size].get().map(|chunk| &chunk[index % size])
@@ -115,16 +144,23 @@ impl<T> Ring<T> {
     /// Appends `entry`, overwriting the oldest one when full.
     ///
     /// Callers must serialise pushes and push stamps in order `next_stamp()`, `+1`, …
-    /// (the engine's publish lock does both).
+    /// (the engine's publish lock does both). A caller pushing many entries pins around
+    /// them ([`pin`]), so each push only nests in that pin.
     pub fn push(&self, entry: Arc<T>) {
         let stamp = (self.stamp_of)(&entry);
         debug_assert_eq!(stamp, self.next.load(Ordering::Relaxed), "stamps must be pushed in order");
         let index = (stamp & self.mask) as usize;
         let size = self.chunk_size();
-        let chunk = self.chunks[index / size].get_or_init(|| (0..size).map(|_| ArcSwapOption::empty()).collect());
-        chunk[index % size].store(Some(entry));
+        let chunk =
+            self.chunks[index / size].get_or_init(|| (0..size).map(|_| AtomicPtr::new(ptr::null_mut())).collect());
+        // AcqRel: Release publishes the entry's contents with the pointer; Acquire orders
+        // the old entry's last use by this ring before it is handed to the collector.
+        let old = chunk[index % size].swap(Arc::into_raw(entry).cast_mut(), Ordering::AcqRel);
         // Release: publishes the slot store above to readers that Acquire `next`.
         self.next.store(stamp + 1, Ordering::Release);
+        if !old.is_null() {
+            retire(&pin(), old);
+        }
         self.prefetch_overwritten(stamp + PREFETCH_AHEAD);
     }
 
@@ -134,9 +170,11 @@ impl<T> Ring<T> {
     /// the overwrite must touch to drop it) is long out of cache; that one miss was the
     /// largest single cost of a publish. Fetched a push early, it overlaps other work.
     fn prefetch_overwritten(&self, stamp: u64) {
-        let Some(slot) = self.slot(stamp) else { return };
-        if let Some(entry) = slot.load().as_ref() {
-            prefetch(Arc::as_ptr(entry));
+        // Only the address is used, never what it points to: no pin needed.
+        if let Some(entry) = self.slot(stamp).map(|slot| slot.load(Ordering::Relaxed)) {
+            if !entry.is_null() {
+                prefetch(entry.cast_const());
+            }
         }
     }
 
@@ -146,10 +184,13 @@ impl<T> Ring<T> {
             return Read::NotYet;
         }
         let Some(slot) = self.slot(stamp) else { return Read::NotYet };
-        let guard = slot.load();
-        match guard.as_deref().map(self.stamp_of) {
-            Some(found) if found == stamp => Read::Found(Held { guard }),
-            Some(found) if found > stamp => Read::Overwritten,
+        let pinned = pin();
+        // Acquire: pairs with the writer's swap, making the entry's contents visible.
+        let Some(entry) = NonNull::new(slot.load(Ordering::Acquire)) else { return Read::NotYet };
+        let held = Held { entry, _pin: pinned };
+        match (self.stamp_of)(&held) {
+            found if found == stamp => Read::Found(held),
+            found if found > stamp => Read::Overwritten,
             // A slot older than `stamp` below `next` cannot happen (push stores before it
             // advances `next`); treat it as not yet visible rather than trusting it.
             _ => Read::NotYet,
@@ -167,6 +208,32 @@ impl<T> Ring<T> {
             _ => None,
         }
     }
+}
+
+impl<T: Send + Sync + 'static> Drop for Ring<T> {
+    fn drop(&mut self) {
+        // A `Held` does not borrow the ring, so one may outlive it: retired, not dropped.
+        let pinned = pin();
+        for chunk in self.chunks.iter().filter_map(OnceLock::get) {
+            for slot in chunk.iter() {
+                let old = slot.swap(ptr::null_mut(), Ordering::AcqRel);
+                if !old.is_null() {
+                    retire(&pinned, old);
+                }
+            }
+        }
+    }
+}
+
+/// Drops the `Arc` behind `old`, an entry no slot holds any more, once no reader can still
+/// be using it.
+fn retire<T: Send + Sync + 'static>(pinned: &Guard, old: *mut T) {
+    let old = old.cast_const();
+    // SAFETY: `old` came from `Arc::into_raw` in `push` and was just swapped out of its
+    // slot, so no new reader can load it; readers that loaded it before are pinned in an
+    // epoch this defers past. It is dropped exactly once, on any thread, which `T: Send +
+    // Sync` allows, and `T: 'static` outlives any delay.
+    unsafe { pinned.defer_unchecked(move || drop(Arc::from_raw(old))) };
 }
 
 /// Starts loading the cache lines of the `Arc` whose data is at `data`: its reference counts
@@ -236,6 +303,70 @@ mod tests {
     fn capacity_rounds_up_to_a_power_of_two() {
         assert_eq!(Ring::<Entry>::new(5, stamp).capacity(), 8);
         assert_eq!(Ring::<Entry>::new(0, stamp).capacity(), 2);
+    }
+
+    /// An entry that counts its drops.
+    struct Counted {
+        stamp: u64,
+        drops: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.drops.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counted_ring(capacity: usize) -> (Ring<Counted>, impl Fn(u64) -> Arc<Counted>, Arc<std::sync::atomic::AtomicUsize>) {
+        let drops = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let shared = Arc::clone(&drops);
+        let make = move |stamp| Arc::new(Counted { stamp, drops: Arc::clone(&shared) });
+        (Ring::new(capacity, |entry: &Counted| entry.stamp), make, drops)
+    }
+
+    /// Collects retired entries until `drops` reaches `expected` (other tests' pins may hold
+    /// the epoch back for a moment); returns the final count.
+    fn collect_until(drops: &std::sync::atomic::AtomicUsize, expected: usize) -> usize {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while drops.load(Ordering::SeqCst) < expected && std::time::Instant::now() < deadline {
+            pin().flush();
+            std::thread::yield_now();
+        }
+        drops.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn an_overwritten_entry_lives_while_a_reader_holds_it_and_is_dropped_after() {
+        let (ring, make, drops) = counted_ring(2);
+        ring.push(make(1));
+        ring.push(make(2));
+        let Read::Found(held) = ring.read(1) else { panic!("stamp 1 is in the ring") };
+        for stamp in 3..=6 {
+            ring.push(make(stamp));
+        }
+        assert!(matches!(ring.read(1), Read::Overwritten));
+        for _ in 0..100 {
+            pin().flush();
+        }
+        // Retired, but this thread is still pinned by `held`: nothing retired since can go.
+        assert_eq!(drops.load(Ordering::SeqCst), 0);
+        assert_eq!(held.stamp, 1);
+        let kept = held.into_arc();
+        // The `Arc` taken from it keeps entry 1 once the pin is gone.
+        assert_eq!(collect_until(&drops, 3), 3, "entries 2, 3 and 4 were overwritten and let go");
+        assert_eq!(kept.stamp, 1);
+        drop(kept);
+        assert_eq!(drops.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn dropping_the_ring_drops_every_entry_once() {
+        let (ring, make, drops) = counted_ring(4);
+        for stamp in 1..=10 {
+            ring.push(make(stamp));
+        }
+        drop(ring);
+        assert_eq!(collect_until(&drops, 10), 10);
     }
 
     /// Many readers race one writer: each reader must see stamps strictly in order, each

@@ -23,7 +23,7 @@ use crate::{
     interest::{WakeList, WakeSlot},
     pattern::Selector,
     registry::{SymbolState, Table},
-    ring::Read,
+    ring::{self, Read},
     tick::Tick,
 };
 
@@ -250,6 +250,8 @@ impl Subscriber {
     /// the way (as `drain` would) and stops at the first event for this subscriber without
     /// taking it. For a caller that may not write yet: it waits only if something is for it.
     pub fn has_pending(&mut self) -> bool {
+        // One pin for every ring read below (see `ring`).
+        let _pinned = ring::pin();
         loop {
             if self.queue.front().is_some_and(|q| q.position <= self.position) {
                 return true;
@@ -280,6 +282,8 @@ impl Subscriber {
         // Set by the first tick of another symbol read the slow way: a subscriber that skips
         // nothing (one to `*`) never pays for looking at the index.
         let mut skipping = false;
+        // One pin for every ring read below (see `ring`).
+        let _pinned = ring::pin();
         loop {
             if self.queue.front().is_some_and(|q| q.position <= self.position) {
                 let queued = self.queue.pop_front().expect("front was just checked");
