@@ -166,9 +166,12 @@ impl<T: Send + Sync + 'static> Ring<T> {
 
     /// Asks the CPU to fetch the entry that the push of `stamp` will overwrite.
     ///
-    /// In a full ring that entry was written a whole ring ago, so its reference count (which
-    /// the overwrite must touch to drop it) is long out of cache; that one miss was the
-    /// largest single cost of a publish. Fetched a push early, it overlaps other work.
+    /// In a full ring that entry was written a whole ring ago, so its memory is long out of
+    /// cache and its page out of the TLB. The push only hands the entry to the collector,
+    /// which drops it later, and the allocator gives its memory to new ticks. Fetched here,
+    /// a push early, that miss overlaps other work: without it, copying new ticks' JSON
+    /// into their allocation went from under 1.2% to 10.8% of the firehose's samples, and
+    /// the push itself from 7.7% to 2.7% (`perf record -F 4000 -e cpu-clock -g -p PID`).
     fn prefetch_overwritten(&self, stamp: u64) {
         // Only the address is used, never what it points to: no pin needed.
         if let Some(entry) = self.slot(stamp).map(|slot| slot.load(Ordering::Relaxed)) {
