@@ -165,23 +165,33 @@ impl Engine {
     /// [`Error::BadSymbol`] or [`Error::NotFinite`]; nothing is published then.
     pub fn publish(&self, quote: &Quote<'_>) -> Result<Published, Error> {
         let (published, lists) = self.publish_quiet(quote)?;
-        self.shared.interest.wake(&lists);
+        self.shared.interest.wake([&*lists]);
         Ok(published)
     }
 
     /// Publishes a batch (invalid quotes are skipped); returns how many were published.
-    /// Only subscribers that are waiting are woken, so a batch costs one wake-up per waiting
-    /// subscriber, not one per tick.
+    /// Subscribers are woken once the whole batch is visible, and only those waiting: a
+    /// batch costs one wake-up per waiting subscriber, not one per tick, and a subscriber
+    /// whose waker writes at once (the WebSocket gateway's) writes the batch's ticks for it
+    /// in one write, not one each.
     pub fn publish_batch(&self, quotes: &[Quote<'_>]) -> usize {
-        // One pin for every ring push of the batch (see `ring`).
-        let _pinned = ring::pin();
+        let mut woken: Vec<Arc<SymbolLists>> = Vec::with_capacity(quotes.len());
         let mut published = 0;
-        for quote in quotes {
-            if let Ok((_, lists)) = self.publish_quiet(quote) {
-                self.shared.interest.wake(&lists);
-                published += 1;
+        {
+            // One pin for every ring push of the batch (see `ring`); released before the
+            // wake-ups, which may run for a while.
+            let _pinned = ring::pin();
+            for quote in quotes {
+                if let Ok((_, lists)) = self.publish_quiet(quote) {
+                    published += 1;
+                    // A symbol's lists are one object: a run of its ticks needs one wake.
+                    if !woken.last().is_some_and(|last| Arc::ptr_eq(last, &lists)) {
+                        woken.push(lists);
+                    }
+                }
             }
         }
+        self.shared.interest.wake(woken.iter().map(|lists| &**lists));
         published
     }
 

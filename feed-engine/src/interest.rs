@@ -57,12 +57,26 @@ impl WakeSlot {
         self.waiting.store(false, Ordering::Relaxed);
     }
 
-    fn wake_if_waiting(&self) {
+    /// Disarms the slot and drops its waker.
+    pub(crate) fn release(&self) {
+        self.disarm();
+        drop(self.waker.take());
+    }
+
+    /// Disarms a waiting slot and hands over its waker, for the caller to wake.
+    fn take_if_waiting(&self) -> Option<std::task::Waker> {
         // The cheap load first: most slots are busy (not waiting) under load.
         if self.waiting.load(Ordering::Relaxed) && self.waiting.swap(false, Ordering::AcqRel) {
-            self.waker.wake();
+            self.waker.take()
+        } else {
+            None
         }
     }
+}
+
+thread_local! {
+    /// The wakers one publish collects (see [`Interest::wake`]).
+    static WAKERS: std::cell::Cell<Vec<std::task::Waker>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// Slots per chunk of a [`WakeList`]: what one join or leave copies.
@@ -132,10 +146,11 @@ impl WakeList {
         }
     }
 
-    fn wake(&self) {
+    /// Disarms the waiting slots and collects their wakers into `wakers`.
+    fn take_waiting(&self, wakers: &mut Vec<std::task::Waker>) {
         for chunk in self.chunks.load().iter() {
             for slot in chunk.load().iter() {
-                slot.wake_if_waiting();
+                wakers.extend(slot.take_if_waiting());
             }
         }
     }
@@ -245,14 +260,29 @@ impl Interest {
         SymbolLists { exact, venue }
     }
 
-    /// Wakes the waiting subscribers of a symbol that just got a tick. Call after the tick
-    /// is visible in the ring.
-    pub(crate) fn wake(&self, lists: &SymbolLists) {
+    /// Wakes the waiting subscribers of symbols that just got ticks. Call after the ticks
+    /// are visible in the ring.
+    ///
+    /// Every slot is disarmed before the first waker runs: a waker may arm its slot again
+    /// at once (the WebSocket gateway's writes the ticks, then waits for the next), and must
+    /// then not be woken again by a later list of the same publish, for ticks it already
+    /// took.
+    pub(crate) fn wake<'a>(&self, lists: impl IntoIterator<Item = &'a SymbolLists>) {
         // SeqCst: pairs with `WakeSlot::arm` (see the module docs).
         fence(Ordering::SeqCst);
-        for list in [Some(&lists.exact), lists.venue.as_ref(), Some(&self.all)].into_iter().flatten() {
-            list.wake();
+        // Reused, so a publish allocates nothing; taken out, so a waker that publishes
+        // (none does) would only get a fresh one.
+        let mut wakers = WAKERS.take();
+        for lists in lists {
+            for list in [Some(&lists.exact), lists.venue.as_ref()].into_iter().flatten() {
+                list.take_waiting(&mut wakers);
+            }
         }
+        self.all.take_waiting(&mut wakers);
+        for waker in wakers.drain(..) {
+            waker.wake();
+        }
+        WAKERS.set(wakers);
     }
 }
 
@@ -330,7 +360,9 @@ mod tests {
         for (slot, count) in &slots {
             slot.arm(&Waker::from(Arc::clone(count)));
         }
-        list.wake();
+        let mut wakers = Vec::new();
+        list.take_waiting(&mut wakers);
+        wakers.into_iter().for_each(Waker::wake);
         for (i, (_, count)) in slots.iter().enumerate() {
             assert_eq!(count.0.load(Ordering::SeqCst), usize::from(member(i)), "slot {i}");
         }

@@ -15,7 +15,7 @@
 use std::{
     collections::VecDeque,
     sync::{atomic::Ordering, Arc},
-    task::Poll,
+    task::{Poll, Waker},
 };
 
 use crate::{
@@ -347,19 +347,31 @@ impl Subscriber {
     /// Not an `async fn`: the future is one reference, where an `async fn` would keep the
     /// reference twice; it sits in every waiting connection's task.
     pub fn ready(&self) -> impl std::future::Future<Output = ()> + Send + '_ {
-        std::future::poll_fn(move |cx| {
-            if self.has_ready() {
-                return Poll::Ready(());
-            }
-            // Arm before the second check, so a publish between the check and returning
-            // Pending still wakes us (see `interest`).
-            self.slot.arm(cx.waker());
-            if self.has_ready() {
-                self.slot.disarm();
-                return Poll::Ready(());
-            }
-            Poll::Pending
-        })
+        std::future::poll_fn(move |cx| if self.poll_ready(cx.waker()) { Poll::Ready(()) } else { Poll::Pending })
+    }
+
+    /// Is there anything for [`Subscriber::drain`]? If not, `waker` is woken (once) when a
+    /// tick for this subscriber is published, possibly on the publisher's thread and before
+    /// the publisher returns: a waker may do the transport's work there, but must not wait.
+    /// The waker stays with the subscriber until the next call or [`Subscriber::release_waker`].
+    pub fn poll_ready(&self, waker: &Waker) -> bool {
+        if self.has_ready() {
+            return true;
+        }
+        // Arm before the second check, so a publish between the check and returning
+        // still wakes us (see `interest`).
+        self.slot.arm(waker);
+        if self.has_ready() {
+            self.slot.disarm();
+            return true;
+        }
+        false
+    }
+
+    /// Drops the waker the last [`Subscriber::poll_ready`] left. A waker that owns the
+    /// subscriber it waits on would otherwise keep both alive for good.
+    pub fn release_waker(&self) {
+        self.slot.release();
     }
 
     /// Is there anything for [`Subscriber::drain`] right now?

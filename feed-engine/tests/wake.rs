@@ -110,3 +110,75 @@ fn a_symbol_subscribed_again_after_everyone_left_still_wakes() {
     publish(&engine, "LATEVENUE:X", 1);
     assert_eq!(wakes.0.load(Ordering::SeqCst), 2);
 }
+
+/// A waker that does the subscriber's work at once, as the WebSocket gateway's does: drains
+/// what is there and waits again, from inside the wake-up.
+struct DrainingWaker {
+    sub: std::sync::Mutex<Option<Subscriber>>,
+    wakes: AtomicUsize,
+    /// Seqs drained at each wake-up.
+    drained: std::sync::Mutex<Vec<Vec<u64>>>,
+}
+
+impl Wake for DrainingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        let mut sub = self.sub.lock().expect("not poisoned");
+        let sub = sub.as_mut().expect("subscriber present");
+        let (seen, _) = drain(sub);
+        self.drained.lock().expect("not poisoned").push(seen.iter().filter_map(seq_of_tick).collect());
+        // Waits again from inside the wake-up; nothing is ready, so it stays armed.
+        assert!(!sub.poll_ready(&Waker::from(Arc::clone(self))));
+    }
+}
+
+fn seq_of_tick(seen: &common::Seen) -> Option<u64> {
+    match seen {
+        common::Seen::Tick { seq, .. } => Some(*seq),
+        common::Seen::Reset(_) => None,
+    }
+}
+
+/// A batch wakes each waiting subscriber once, after every tick of it is visible, even when
+/// its waker waits again at once: a subscriber to several of the batch's symbols (or to `*`)
+/// gets the whole batch in one wake-up, not one wake-up per tick or per list.
+#[test]
+fn a_batch_wakes_a_subscriber_once_with_all_of_its_ticks_visible() {
+    let engine = engine(64, 1024, SlowConsumer::Conflate);
+    for list in ["A,B,C", "*", "V:*,A"] {
+        let mut sub = engine.subscriber();
+        sub.subscribe(&Selector::parse_list(list).expect("valid"), Resume::Fresh);
+        // The snapshots of the earlier rounds' ticks.
+        drain(&mut sub);
+        let waker = Arc::new(DrainingWaker {
+            sub: std::sync::Mutex::new(None),
+            wakes: AtomicUsize::new(0),
+            drained: std::sync::Mutex::default(),
+        });
+        assert!(!sub.poll_ready(&Waker::from(Arc::clone(&waker))), "{list}: nothing yet");
+        *waker.sub.lock().expect("not poisoned") = Some(sub);
+        let symbols = ["A", "B", "V:X", "C", "A", "V:Y", "B"];
+        let quotes: Vec<_> = symbols.iter().map(|s| common::quote(s, 1.0)).collect();
+        assert_eq!(engine.publish_batch(&quotes), symbols.len());
+        assert_eq!(waker.wakes.load(Ordering::SeqCst), 1, "{list}: one wake-up for the batch");
+        let drained = waker.drained.lock().expect("not poisoned").clone();
+        let wanted = match list {
+            "A,B,C" => 5,
+            "*" => 7,
+            _ => 4,
+        };
+        assert_eq!(drained[0].len(), wanted, "{list}: the whole batch at the first wake-up: {drained:?}");
+        // The next batch wakes it again: it was left armed.
+        assert_eq!(engine.publish_batch(&quotes[..1]), 1);
+        assert_eq!(waker.wakes.load(Ordering::SeqCst), 2, "{list}: armed again by its own wake-up");
+        // Break the cycle through the waker, as the gateway does when a session ends.
+        let sub = waker.sub.lock().expect("not poisoned").take().expect("present");
+        sub.release_waker();
+        drop(sub);
+        assert_eq!(Arc::strong_count(&waker), 1, "{list}: nothing else holds the waker");
+    }
+}
