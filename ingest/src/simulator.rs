@@ -142,7 +142,7 @@ fn run(engine: &Engine, config: &SimConfig, shutdown: &CancellationToken, stats:
             stats.add_published(SourceKind::Simulator, published as u64);
             remaining -= batch as u64;
         }
-        std::thread::sleep(pacer.pause(start.elapsed()));
+        std::thread::sleep(pacer.pause(start.elapsed(), elapsed));
     }
     info!(published = pacer.sent - pacer.skipped, "simulator stopped");
 }
@@ -185,13 +185,21 @@ impl Pacer {
         Due { ticks, skipped }
     }
 
-    /// How long to sleep: until the next tick is due, within [`MIN_PAUSE`, `MAX_PAUSE`].
-    fn pause(&self, elapsed: Duration) -> Duration {
+    /// How long to sleep, `elapsed` into the run, after a batch that began at `began`: until
+    /// the next tick is due, but batches begin at least [`MIN_PAUSE`] apart and at most
+    /// [`MAX_PAUSE`] after the end of the last.
+    ///
+    /// The shortest gap counts from the batch's beginning, not its end: publishing may take
+    /// a while (WebSocket ticks are written by the engine's wake-ups on this thread), and a
+    /// gap after that on top would make each batch gather the ticks of both, and each tick
+    /// wait for the writes of those ahead of it in its batch.
+    fn pause(&self, elapsed: Duration, began: Duration) -> Duration {
         if self.rate <= 0.0 {
             return MAX_PAUSE;
         }
         let next_due = Duration::from_secs_f64((self.sent + 1) as f64 / self.rate);
-        next_due.saturating_sub(elapsed).clamp(MIN_PAUSE, MAX_PAUSE)
+        let shortest = (began + MIN_PAUSE).saturating_sub(elapsed);
+        next_due.saturating_sub(elapsed).clamp(shortest, MAX_PAUSE)
     }
 }
 
@@ -211,7 +219,7 @@ mod tests {
     fn a_zero_rate_publishes_nothing_and_sleeps() {
         let mut pacer = Pacer::new(0.0);
         assert_eq!(pacer.take_due(Duration::from_secs(60)), Due { ticks: 0, skipped: 0 });
-        assert_eq!(pacer.pause(Duration::from_secs(60)), MAX_PAUSE);
+        assert_eq!(pacer.pause(Duration::from_secs(60), Duration::from_secs(60)), MAX_PAUSE);
         assert!(SimConfig { rate: 0.0, ..SimConfig::default() }.validate().is_ok());
         assert!(SimConfig { rate: -1.0, ..SimConfig::default() }.validate().is_err());
     }
@@ -225,11 +233,23 @@ mod tests {
 
     #[test]
     fn pauses_are_short_at_high_rates_and_bounded_at_low_ones() {
-        assert_eq!(Pacer::new(200_000.0).pause(Duration::ZERO), MIN_PAUSE);
-        assert_eq!(Pacer::new(1.0).pause(Duration::ZERO), MAX_PAUSE);
+        assert_eq!(Pacer::new(200_000.0).pause(Duration::ZERO, Duration::ZERO), MIN_PAUSE);
+        assert_eq!(Pacer::new(1.0).pause(Duration::ZERO, Duration::ZERO), MAX_PAUSE);
         let mut pacer = Pacer::new(100.0);
         pacer.take_due(Duration::from_millis(10));
-        assert_eq!(pacer.pause(Duration::from_millis(15)), Duration::from_millis(5));
+        assert_eq!(pacer.pause(Duration::from_millis(15), Duration::from_millis(10)), Duration::from_millis(5));
+    }
+
+    /// A batch that took a while to publish shortens the gap after it, so batches still
+    /// begin every [`MIN_PAUSE`] and gather no more ticks than that.
+    #[test]
+    fn the_shortest_gap_counts_from_the_batch_beginning() {
+        let mut pacer = Pacer::new(2_000.0);
+        pacer.take_due(Duration::from_millis(10));
+        let began = Duration::from_millis(10);
+        let took = Duration::from_micros(300);
+        assert_eq!(pacer.pause(began + took, began), MIN_PAUSE - took);
+        assert_eq!(pacer.pause(began + 2 * MIN_PAUSE, began), Duration::ZERO);
     }
 
     #[test]
