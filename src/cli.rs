@@ -168,6 +168,13 @@ pub struct Cli {
     #[arg(long, env = "TICKFEED_MAX_COALESCE_MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=1_000))]
     pub max_coalesce_ms: u64,
 
+    /// Write WebSocket ticks from the publishing thread while a connection waits for them
+    /// (one `send` each, without waking the connection's task); false leaves every write to
+    /// the connection's task. With more than one worker thread, a publishing thread spends
+    /// at most half its time on such writes and leaves the rest to the tasks.
+    #[arg(long, env = "TICKFEED_DIRECT_WRITES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub direct_writes: bool,
+
     /// Also serve a WebSocket echo at /ws-echo, for the WebSocket conformance tests
     /// (scripts/autobahn). Testing only: the route carries no ticks and echoes anything.
     #[arg(long, env = "TICKFEED_CONFORMANCE_ECHO")]
@@ -319,6 +326,7 @@ impl Cli {
             heartbeat: Duration::from_millis(self.heartbeat_ms),
             write_budget_per_s: self.write_budget,
             max_coalesce: Duration::from_millis(self.max_coalesce_ms),
+            direct_writes: self.direct_writes,
             allowed_origins: self.allowed_origin.clone(),
             handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),

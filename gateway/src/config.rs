@@ -32,6 +32,10 @@ pub struct GatewayConfig {
     /// The longest a tick may wait to be coalesced (`--max-coalesce-ms`), stretched up to 2×
     /// while the cores are saturated and the cap forces more writes than the budget asks for.
     pub max_coalesce: Duration,
+    /// Write WebSocket ticks from the publishing thread while a connection waits for them,
+    /// without its task (`--direct-writes`, see `ws::direct`); false leaves every write to
+    /// the connection's task.
+    pub direct_writes: bool,
     /// From accepting a connection to having its first request head: the TLS handshake plus
     /// the head of the first request, WebSocket upgrades included (`--handshake-timeout-ms`).
     /// A client that sends nothing, or half a head, is dropped after it. Must not be zero.
@@ -67,6 +71,7 @@ impl Default for GatewayConfig {
             shutdown_grace: Duration::from_secs(3),
             write_budget_per_s: 75_000,
             max_coalesce: Duration::from_millis(20),
+            direct_writes: true,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             tls: None,

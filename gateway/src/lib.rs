@@ -16,7 +16,8 @@
 //! Map of the crate:
 //! - `server`: accept loop, per-connection TLS handshake and HTTP serving, timeouts, shutdown.
 //! - `routes`: which path gets which handler; `/symbols`, `/snapshot`, `/health`.
-//! - `ws`: the WebSocket upgrade and the per-connection session.
+//! - `ws`: the WebSocket upgrade, the per-connection session, and the writes the engine's
+//!   wake-ups make for a session waiting for ticks.
 //! - `sse`: the Server-Sent Events stream.
 //! - `op`: client operations (`subscribe`, `unsubscribe`, `ping`, …) parsed from JSON.
 //! - `reply`: every server message and every wire error (codes, HTTP statuses, close codes).

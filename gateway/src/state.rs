@@ -31,6 +31,9 @@ pub(crate) struct State {
     pub(crate) cursor_prefix: String,
     /// The write-coalescing window every WebSocket session follows.
     pub(crate) pacing: Pacing,
+    /// Whether a publishing thread's share of WebSocket writes is capped (see `ws::direct`):
+    /// only when the runtime has other workers to spread them over.
+    pub(crate) share_writes: bool,
     /// Checks tokens; `None` when authentication is off.
     pub(crate) auth: Option<Verifier>,
     next_connection_id: AtomicU64,
@@ -43,8 +46,10 @@ impl State {
         let cursor_prefix = cursor_prefix(&engine);
         let pacing = Pacing::new(config.write_budget_per_s, config.max_coalesce);
         let auth = config.auth.as_ref().map(Verifier::new);
+        let workers = tokio::runtime::Handle::try_current().map_or(1, |runtime| runtime.metrics().num_workers());
         Arc::new(Self {
             pacing,
+            share_writes: workers > 1,
             auth,
             engine,
             config,

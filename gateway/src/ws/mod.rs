@@ -8,6 +8,7 @@
 //! then awaits the upgraded socket (hyper hands it over only after the 101 is written).
 
 mod codec;
+mod direct;
 mod echo;
 mod session;
 mod socket;

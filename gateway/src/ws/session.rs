@@ -3,13 +3,15 @@
 //!
 //! The loop selects over four cancel-safe sources: the server's shutdown, the socket's reads
 //! (bytes go straight into the connection's [`Decoder`], which holds no buffer while idle),
-//! one timer, and [`Subscriber::ready`]. One task per connection: nothing else holds state
-//! for it. Whatever they produce is appended to one output buffer as complete frames — ticks
-//! are framed straight from their shared JSON bytes — and the buffer goes out with one write,
-//! so a burst of ticks costs one syscall per ~64 KiB rather than one per tick. Ticks wait in
-//! the engine's ring while a pacing window is open, not in the buffer, and a connection
-//! holds no buffer between writes: each worker thread passes one from connection to
-//! connection (see [`SPARE`]).
+//! one timer, and the subscriber's readiness. One task per connection; once live ticks flow,
+//! its subscriber is shared with the engine's wake-ups, which write ticks themselves while
+//! the task waits for them with nothing else to send (see `direct`), and the task takes the
+//! output back first thing whenever it wakes. Whatever the task produces is appended to one
+//! output buffer as complete frames — ticks are framed straight from their shared JSON
+//! bytes — and the buffer goes out with one write, so a burst of ticks costs one syscall per
+//! ~64 KiB rather than one per tick. Ticks wait in the engine's ring while a pacing window is
+//! open, not in the buffer, and a connection holds no buffer between writes: each thread
+//! passes one from connection to connection (see [`SPARE`]).
 //!
 //! A slow client only ever blocks this task's write. While blocked, the session still
 //! honours shutdown, checks [`Subscriber::is_lagging`] when the policy is `Disconnect`, and
@@ -31,7 +33,7 @@
 
 use std::{cell::Cell, sync::Arc, time::Duration};
 
-use feed_engine::{Drain, Event, Resume, Selector, SlowConsumer, Subscriber};
+use feed_engine::{Drain, Resume, Selector, SlowConsumer};
 use tokio::{
     io::AsyncWriteExt as _,
     time::{interval, sleep_until, timeout_at, Instant, MissedTickBehavior},
@@ -39,6 +41,7 @@ use tokio::{
 
 use super::{
     codec::{Item, LazyDecoder},
+    direct::{frame_ticks, Feed},
     socket::{read_into, Socket, Upgrade},
 };
 use crate::{
@@ -52,7 +55,7 @@ use crate::{
 
 /// Stop adding frames to a batch past this many bytes. Just under 64 KiB, so that with the
 /// one frame that may overshoot it the buffer's capacity stays at 64 KiB.
-const BATCH_BYTES: usize = 63 * 1024;
+pub(super) const BATCH_BYTES: usize = 63 * 1024;
 /// Capacity kept after a write; a larger buffer (one huge reply) is shrunk back.
 const KEEP_BYTES: usize = 64 * 1024;
 /// How often a blocked write checks whether the subscriber fell off the engine's ring
@@ -69,7 +72,7 @@ thread_local! {
     /// after the thousand others written since (framing was most of the session's own CPU
     /// in the dashboard and storm profiles). A connection keeps a buffer only while it holds
     /// frames the socket has not taken.
-    static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    pub(super) static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// What was asked for in the `/ws` query string.
@@ -91,10 +94,27 @@ enum Exit {
     Gone,
 }
 
+/// Waits until the subscriber has something, parked meanwhile (see `direct`).
+///
+/// # Cancel safety
+/// Cancel safe: the ticks stay in the engine; a wake-up that writes them meanwhile is fine,
+/// as the loop takes over before it writes anything itself.
+fn ready(feed: &Feed) -> impl std::future::Future<Output = ()> + Send + '_ {
+    std::future::poll_fn(move |cx| {
+        if feed.poll_ready(cx.waker()) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+}
+
 /// One WebSocket connection: its subscriber, its socket, its output and its deadlines.
 pub(crate) struct Session {
     state: Arc<State>,
-    subscriber: Subscriber,
+    /// The connection's subscriber, shared with the engine's wake-ups that write ticks
+    /// while this task waits once live ticks flow (see `direct`).
+    feed: Feed,
     socket: Socket,
     /// Complete frames waiting to be written. Between writes none of it is on the wire
     /// yet; a write that fails part way leaves only the unwritten rest. After a complete
@@ -134,7 +154,7 @@ impl Session {
         let now = Instant::now();
         let heartbeat = state.config.heartbeat;
         let mut session = Session {
-            subscriber: state.engine.subscriber(),
+            feed: Feed::Own(state.engine.subscriber()),
             decoder: LazyDecoder::new(state.config.max_message_bytes),
             ops: OpsLimiter::new(state.config.max_ops_per_sec, now.into_std()),
             state,
@@ -152,7 +172,7 @@ impl Session {
         session.push_text(&welcome);
         if let Some(initial) = initial {
             session.push_text(&reply::subscribed(&initial.symbols, None));
-            session.subscriber.subscribe(&initial.selectors, Resume::Fresh);
+            session.feed.subscriber().subscribe(&initial.selectors, Resume::Fresh);
         }
         session.decoder.feed(&early);
         session
@@ -174,6 +194,11 @@ impl Session {
             let exit = match self.serve().await {
                 Ok(never) => match never {},
                 Err(exit) => exit,
+            };
+            // The wake-ups stop writing here; what one left goes out before the close frame.
+            let exit = match self.take_over() {
+                Ok(_) => exit,
+                Err(lagged) => lagged,
             };
             tracing::debug!(?exit, "websocket closing");
             // Boxed: the closing steps run once, so their state need not sit in every idle
@@ -203,31 +228,40 @@ impl Session {
         let mut flush_armed = false;
         tokio::pin!(timer, shutdown);
         loop {
-            // Replies to the client's own ops and control frames never wait for the window.
-            let mut urgent = false;
+            // Replies to the client's own ops and control frames never wait for the window,
+            // nor does the rest of a write a wake-up began.
+            let mut urgent;
+            // Each branch first takes the output back from the engine's wake-ups, before it
+            // writes anything itself (see `take_over`).
             tokio::select! {
                 biased;
                 () = self.state.closing.closed(shutdown.as_mut(), &mut watching) => {
                     return Err(Exit::Close(Close::GOING_AWAY));
                 }
-                read = read_into(&mut self.socket, &mut self.decoder) => match read {
-                    Ok(0) => return Err(Exit::Gone),
-                    Ok(_) => {
-                        urgent = true;
-                        self.on_received()?;
-                        // An `auth` op may have brought the token's expiry closer.
-                        timer.as_mut().reset(self.next_wake(flush_armed));
+                read = read_into(&mut self.socket, &mut self.decoder) => {
+                    self.take_over()?;
+                    urgent = true;
+                    match read {
+                        Ok(0) => return Err(Exit::Gone),
+                        Ok(_) => {
+                            self.on_received()?;
+                            // An `auth` op may have brought the token's expiry closer.
+                            timer.as_mut().reset(self.next_wake(flush_armed));
+                        }
+                        Err(error) => {
+                            tracing::debug!(%error, "read failed");
+                            return Err(Exit::Gone);
+                        }
                     }
-                    Err(error) => {
-                        tracing::debug!(%error, "read failed");
-                        return Err(Exit::Gone);
-                    }
-                },
+                }
                 () = &mut timer => {
+                    urgent = self.take_over()?;
                     let now = Instant::now();
                     if flush_armed && now >= self.flush_due() {
                         flush_armed = false;
-                        self.fill()?;
+                        if self.fill()? > 0 {
+                            self.share_feed();
+                        }
                     }
                     if now >= self.next_deadline() {
                         urgent = true;
@@ -236,14 +270,19 @@ impl Session {
                     timer.as_mut().reset(self.next_wake(flush_armed));
                 }
                 // While the window is open the ticks wait in the engine's ring, not here:
-                // no wake-up per tick, one drain and one write when it closes.
-                () = self.subscriber.ready(), if !flush_armed && self.out.len() < BATCH_BYTES => {
+                // no wake-up per tick, one drain and one write when it closes. Waiting here
+                // parks the task once live ticks flow: ticks that come meanwhile are written
+                // by the engine's wake-up, and the task wakes only for what that leaves it.
+                () = ready(&self.feed), if !flush_armed && self.out.len() < BATCH_BYTES => {
+                    urgent = self.take_over()?;
                     let due = self.flush_due();
                     // With no window (a server under its write budget) it is always due: no
                     // need to read the clock for it.
                     if self.state.pacing.window().is_zero() || Instant::now() >= due {
-                        self.fill()?;
-                    } else if self.subscriber.has_pending() {
+                        if self.fill()? > 0 {
+                            self.share_feed();
+                        }
+                    } else if self.feed.subscriber().has_pending() {
                         // Only for ticks of its own: waking at the window's end for nothing
                         // would hold back (by the timer's lateness) a tick arriving just after.
                         flush_armed = true;
@@ -272,6 +311,32 @@ impl Session {
             // takes them; let the scheduler run other connections now and then.
             tokio::task::consume_budget().await;
         }
+    }
+
+    /// Takes the output back from the engine's wake-ups (see `direct`): after this none of
+    /// them writes until the task waits for ticks again. Returns whether they left bytes to
+    /// write, which go out before anything else.
+    ///
+    /// # Errors
+    /// The subscriber fell off the engine's ring (`--slow-consumer disconnect`).
+    fn take_over(&mut self) -> Result<bool, Exit> {
+        let Some(handover) = self.feed.unpark() else { return Ok(false) };
+        if let Some(wrote) = handover.wrote {
+            self.last_write = self.last_write.max(wrote);
+            self.last_text = self.last_text.max(wrote);
+        }
+        let left = !handover.leftover.is_empty();
+        if left {
+            // The task parks only with nothing of its own to write.
+            debug_assert!(self.out.is_empty(), "a wake-up wrote while the task had output");
+            self.out = handover.leftover;
+            self.text_pending = true;
+        }
+        if handover.lagged {
+            tracing::debug!("slow consumer: fell behind the engine's ring");
+            return Err(Exit::Close(Close::SLOW_CONSUMER));
+        }
+        Ok(left)
     }
 
     fn heartbeat(&self) -> Duration {
@@ -384,7 +449,12 @@ impl Session {
                     return Ok(());
                 }
                 let max = self.state.config.max_subscriptions;
-                if self.subscriber.selectors().len() + self.subscriber.count_new(&selectors) > max {
+                let total = {
+                    let subscriber = self.feed.subscriber();
+                    let total = subscriber.selectors().len() + subscriber.count_new(&selectors);
+                    total
+                };
+                if total > max {
                     self.push_text(&WireError::too_many_subscriptions(max).to_json(id));
                     return Ok(());
                 }
@@ -394,11 +464,11 @@ impl Session {
                     Some(seqs) => Resume::Seqs { epoch: seqs.epoch.as_deref(), since: &seqs.since },
                     None => Resume::Fresh,
                 };
-                self.subscriber.subscribe(&selectors, resume);
-                self.fill()
+                self.feed.subscriber().subscribe(&selectors, resume);
+                self.fill().map(drop)
             }
             Op::Unsubscribe { symbols, selectors } => {
-                self.subscriber.unsubscribe(&selectors);
+                self.feed.subscriber().unsubscribe(&selectors);
                 self.push_text(&reply::unsubscribed(&symbols, id));
                 Ok(())
             }
@@ -427,12 +497,12 @@ impl Session {
                 self.push_text(&WireError::unauthorized(&rejection).to_json(id));
             }
             Ok(grant) => {
-                let dropped = grant.forbidden(self.subscriber.selectors());
+                let dropped = grant.forbidden(self.feed.subscriber().selectors());
                 self.grant = grant;
                 self.push_text(&reply::authenticated(self.grant.exp_s(), id));
                 if !dropped.is_empty() {
                     // The engine sends nothing of these after this call, queued ticks included.
-                    self.subscriber.unsubscribe(&dropped);
+                    self.feed.subscriber().unsubscribe(&dropped);
                     self.push_text(&WireError::no_longer_entitled(&dropped).to_json(id));
                 }
             }
@@ -444,43 +514,32 @@ impl Session {
         self.text_pending = true;
     }
 
-    /// Frames what the subscriber has into `out`, up to one batch.
-    fn fill(&mut self) -> Result<(), Exit> {
+    /// Frames what the subscriber has into `out`, up to one batch; returns how many frames.
+    fn fill(&mut self) -> Result<u64, Exit> {
         if self.out.capacity() == 0 {
             self.out = SPARE.take();
         }
-        let out = &mut self.out;
-        // For a reset message before its frame header is known; resets are rare, and an
-        // empty `Vec` allocates nothing.
-        let mut scratch = Vec::new();
-        let epoch = self.state.engine.epoch();
-        let before = out.len();
-        let mut frames = 0;
-        let drained = self.subscriber.drain(|event| {
-            frames += 1;
-            match event {
-                Event::Tick { tick, snapshot, conflated } => {
-                    frame::write_header(out, Opcode::Text, tick.json_len_with_flags(snapshot, conflated));
-                    tick.write_json_with_flags(out, snapshot, conflated);
-                }
-                Event::Reset { symbol } => {
-                    scratch.clear();
-                    reply::write_reset(&mut scratch, symbol, epoch);
-                    frame::write_text(out, &scratch);
-                }
-            }
-            out.len() < BATCH_BYTES
-        });
-        if out.len() > before {
+        let before = self.out.len();
+        let (frames, drained) = frame_ticks(&mut self.feed.subscriber(), &mut self.out, self.state.engine.epoch());
+        if self.out.len() > before {
             self.text_pending = true;
             self.state.pacing.add_delivered(frames);
         }
         match drained {
-            Drain::Idle | Drain::Stopped => Ok(()),
+            Drain::Idle | Drain::Stopped => Ok(frames),
             Drain::Lagged => {
                 tracing::debug!("slow consumer: fell behind the engine's ring");
                 Err(Exit::Close(Close::SLOW_CONSUMER))
             }
+        }
+    }
+
+    /// Live ticks flow: from now on the engine's wake-ups may write them while the task
+    /// waits (see `direct`). Not before, so an idle connection carries no shared state;
+    /// never over TLS or with `--direct-writes false`.
+    fn share_feed(&mut self) {
+        if let (true, Some(fd)) = (self.state.config.direct_writes, self.socket.raw_fd()) {
+            self.feed.share(fd, &self.state);
         }
     }
 
@@ -523,6 +582,8 @@ impl Session {
             self.text_pending = false;
             self.last_text = self.last_write;
         }
+        // The wake-ups' pacing window counts from this write too.
+        self.feed.wrote(self.last_write);
         Ok(())
     }
 
@@ -575,7 +636,7 @@ impl Session {
                     stall.as_mut().reset(last_progress + stall_limit);
                 }
                 _ = lag_check.tick(), if check_lag => {
-                    if self.subscriber.is_lagging() {
+                    if self.feed.subscriber().is_lagging() {
                         tracing::debug!("slow consumer: fell behind the engine's ring while blocked");
                         return Err(Exit::Close(Close::SLOW_CONSUMER));
                     }
@@ -635,6 +696,13 @@ impl Session {
             }
         })
         .await;
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Before the socket closes: no wake-up may write to it after this.
+        self.feed.release();
     }
 }
 

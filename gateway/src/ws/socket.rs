@@ -52,6 +52,16 @@ impl Socket {
         }
     }
 
+    /// The plain TCP socket's descriptor, for the engine's wake-ups to write to (see
+    /// `direct`); `None` over TLS.
+    pub(crate) fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd as _;
+        match self {
+            Self::Tcp(stream) => Some(stream.as_raw_fd()),
+            Self::Upgraded(..) => None,
+        }
+    }
+
     /// Writes what the socket takes without waiting.
     ///
     /// # Errors

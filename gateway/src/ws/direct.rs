@@ -1,0 +1,426 @@
+//! Ticks written by the engine's wake-up: a connection waiting for ticks gets them written
+//! on the publisher's thread, without its task.
+//!
+//! Why: on a busy server each write to a socket costs 3–4 µs of kernel time, the same for
+//! every server, and going through the connection's task (a wake-up, a trip through the
+//! scheduler's queue, a poll of its `select!` and of its socket) added about 1 µs more, most
+//! of it cache misses on cold per-connection state. With 1,000 dashboards that extra part of
+//! every write was the difference between keeping up at once and queueing for milliseconds.
+//! Here the engine's wake-up itself frames the ticks and writes them with one non-blocking
+//! `send`, while the ticks are still in the cache of the thread that published them.
+//!
+//! Only in the one state where nothing else can touch the socket's output: the task is
+//! *parked*, waiting in its loop for ticks with nothing of its own to write and no pacing
+//! window holding ticks back. Everything else stays with the task: the client's ops and
+//! their replies, pings, heartbeats, closing, TLS connections, a write the socket does not
+//! take whole (the rest is handed to the task, which writes it first), a subscriber that
+//! fell off the ring, ticks inside a pacing window, and a batch too big for one write.
+//!
+//! The subscriber and the parked flag live behind one mutex, so output never comes from two
+//! places at once:
+//! - the task takes it whenever it touches the subscriber, and clears `parked` first thing
+//!   whenever its loop wakes, before it writes anything;
+//! - the wake-up only tries it: a publisher never waits for a connection. When the lock is
+//!   held the holder is the task, or another wake-up, and either re-checks for ticks before
+//!   it lets go (the task before it sleeps, a wake-up after re-arming), so nothing is missed.
+//!
+//! The socket's file descriptor is used only while `parked` is set: the task, which owns the
+//! socket, clears it under the lock before closing it.
+//!
+//! The waker owns this state and the subscriber owns the waker, a cycle the session breaks
+//! when it ends ([`Direct::release`]).
+
+use std::{
+    cell::Cell,
+    os::fd::RawFd,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    task::{Wake, Waker},
+    time::Duration,
+};
+
+use feed_engine::{Drain, Event, Subscriber};
+use tokio::time::Instant;
+
+use super::session::{BATCH_BYTES, SPARE};
+use crate::{
+    frame::{self, Opcode},
+    reply,
+    state::State,
+};
+
+/// What the task and the wake-ups share (see the module docs).
+pub(crate) struct Direct {
+    inner: Mutex<Inner>,
+    /// The plain TCP socket's descriptor (over TLS only the task can write).
+    fd: RawFd,
+    state: Arc<State>,
+}
+
+/// Behind [`Direct`]'s mutex.
+pub(crate) struct Inner {
+    pub(crate) subscriber: Subscriber,
+    /// The task waits for ticks with nothing to write: a wake-up may write for it.
+    parked: bool,
+    /// Set with `leftover` when the subscriber fell off the ring (`--slow-consumer disconnect`).
+    lagged: bool,
+    /// When the connection last wrote, the task or a wake-up: for the pacing window.
+    last_write: Instant,
+    /// When a wake-up last wrote, if one did since the task last woke: for the task's
+    /// pacing window and heartbeat.
+    wrote: Option<Instant>,
+    /// The part of a wake-up's write the socket did not take; the task writes it first.
+    leftover: Vec<u8>,
+    /// The task's waker, for a wake-up that leaves the work to the task.
+    task: Option<Waker>,
+}
+
+/// Where a session's subscriber lives: in its task until the connection first has live
+/// ticks to write, then in a [`Direct`] shared with the engine's wake-ups. An idle
+/// connection (the many, on a big server) so never pays for the shared state.
+pub(crate) enum Feed {
+    Own(Subscriber),
+    Shared(Arc<Direct>),
+    /// Only while moving from one to the other.
+    Moving,
+}
+
+/// The subscriber, borrowed from the task or locked from the shared state.
+pub(crate) enum Borrowed<'a> {
+    Own(&'a mut Subscriber),
+    Shared(MutexGuard<'a, Inner>),
+}
+
+impl std::ops::Deref for Borrowed<'_> {
+    type Target = Subscriber;
+
+    fn deref(&self) -> &Subscriber {
+        match self {
+            Self::Own(subscriber) => subscriber,
+            Self::Shared(inner) => &inner.subscriber,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Borrowed<'_> {
+    fn deref_mut(&mut self) -> &mut Subscriber {
+        match self {
+            Self::Own(subscriber) => subscriber,
+            Self::Shared(inner) => &mut inner.subscriber,
+        }
+    }
+}
+
+impl Feed {
+    const MOVING: &str = "the feed is between homes only inside `share`";
+
+    /// The subscriber, for the task.
+    pub(crate) fn subscriber(&mut self) -> Borrowed<'_> {
+        match self {
+            Self::Own(subscriber) => Borrowed::Own(subscriber),
+            Self::Shared(direct) => Borrowed::Shared(direct.lock()),
+            Self::Moving => unreachable!("{}", Self::MOVING),
+        }
+    }
+
+    /// Moves the subscriber into a [`Direct`] writing to `fd`, if it is not there yet.
+    pub(crate) fn share(&mut self, fd: RawFd, state: &Arc<State>) {
+        if let Self::Own(_) = self {
+            let Self::Own(subscriber) = std::mem::replace(self, Self::Moving) else { unreachable!("matched above") };
+            *self = Self::Shared(Direct::new(subscriber, fd, Arc::clone(state)));
+        }
+    }
+
+    /// [`Subscriber::poll_ready`] for the task's loop; shared, it parks (see [`Direct::poll_ready`]).
+    pub(crate) fn poll_ready(&self, task: &Waker) -> bool {
+        match self {
+            Self::Own(subscriber) => subscriber.poll_ready(task),
+            Self::Shared(direct) => direct.poll_ready(task),
+            Self::Moving => unreachable!("{}", Self::MOVING),
+        }
+    }
+
+    /// See [`Direct::unpark`]; nothing to take back from a subscriber the task owns.
+    pub(crate) fn unpark(&self) -> Option<Handover> {
+        match self {
+            Self::Shared(direct) => Some(direct.unpark()),
+            Self::Own(_) | Self::Moving => None,
+        }
+    }
+
+    /// The task wrote at `at`: the wake-ups' pacing window counts from it too.
+    pub(crate) fn wrote(&self, at: Instant) {
+        if let Self::Shared(direct) = self {
+            let mut inner = direct.lock();
+            inner.last_write = inner.last_write.max(at);
+        }
+    }
+
+    /// See [`Direct::release`].
+    pub(crate) fn release(&self) {
+        if let Self::Shared(direct) = self {
+            direct.release();
+        }
+    }
+}
+
+/// What [`Direct::unpark`] hands the task.
+pub(crate) struct Handover {
+    /// Bytes to write before anything else (the rest of a frame may be on the wire).
+    pub(crate) leftover: Vec<u8>,
+    /// The subscriber fell off the ring: close with 4000 after `leftover`.
+    pub(crate) lagged: bool,
+    /// When a wake-up last wrote, if one did since the task last woke (its writes are all
+    /// text messages).
+    pub(crate) wrote: Option<Instant>,
+}
+
+impl Direct {
+    pub(crate) fn new(subscriber: Subscriber, fd: RawFd, state: Arc<State>) -> Arc<Self> {
+        let last_write = Instant::now();
+        let (parked, lagged, wrote, leftover, task) = (false, false, None, Vec::new(), None);
+        let inner = Inner { subscriber, parked, lagged, last_write, wrote, leftover, task };
+        Arc::new(Self { inner: Mutex::new(inner), fd, state })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Nothing under the lock can leave the state half-changed in a way a panic elsewhere
+        // would make worse.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The task's half of [`Subscriber::poll_ready`]: when nothing is ready, arms the
+    /// subscriber with this state's waker and parks, so the next tick may be written without
+    /// the task; `task` is woken for anything a wake-up leaves to it.
+    pub(crate) fn poll_ready(self: &Arc<Self>, task: &Waker) -> bool {
+        let mut inner = self.lock();
+        // What a wake-up left to the task counts as ready: parking again on it would let the
+        // next wake-up write after half a frame.
+        if !inner.leftover.is_empty() || inner.lagged || inner.subscriber.has_ready() {
+            return true;
+        }
+        if !inner.task.as_ref().is_some_and(|t| t.will_wake(task)) {
+            inner.task = Some(task.clone());
+        }
+        if inner.subscriber.poll_ready(&Waker::from(Arc::clone(self))) {
+            return true;
+        }
+        inner.parked = true;
+        false
+    }
+
+    /// Called by the task whenever its loop wakes, before it touches its output: no wake-up
+    /// writes after this until the task parks again.
+    pub(crate) fn unpark(&self) -> Handover {
+        let mut inner = self.lock();
+        inner.parked = false;
+        Handover {
+            leftover: std::mem::take(&mut inner.leftover),
+            lagged: std::mem::replace(&mut inner.lagged, false),
+            wrote: inner.wrote.take(),
+        }
+    }
+
+    /// The session is ending: no more wake-up writes (the socket is about to close), and
+    /// the cycle through the subscriber's waker is broken.
+    pub(crate) fn release(&self) {
+        let mut inner = self.lock();
+        inner.parked = false;
+        inner.task = None;
+        inner.subscriber.release_waker();
+    }
+
+    /// The wake-up: writes what the subscriber has if the task is parked; otherwise, or when
+    /// anything is left over, wakes the task.
+    fn on_wake(self: &Arc<Self>) {
+        // Held: by the task, or another wake-up, and either re-checks before letting go.
+        let Ok(mut inner) = self.inner.try_lock() else { return };
+        if !inner.parked {
+            // The task is awake and checks the subscriber before it sleeps again.
+            return;
+        }
+        if let Written::All = self.write(&mut inner) {
+            // Armed again with the lock held: a tick published from here on wakes this state
+            // again, and one that came before is seen by the check.
+            if !inner.subscriber.poll_ready(&Waker::from(Arc::clone(self))) {
+                return;
+            }
+        }
+        // Whatever is left goes to the task, woken after the lock is released.
+        inner.parked = false;
+        let task = inner.task.clone();
+        drop(inner);
+        if let Some(task) = task {
+            task.wake();
+        }
+    }
+
+    /// Frames and sends what the subscriber has, all of it or nothing of it left behind.
+    fn write(&self, inner: &mut Inner) -> Written {
+        let fd = self.fd;
+        let window = self.state.pacing.window();
+        if !window.is_zero() && Instant::now() < inner.last_write + window {
+            // Inside the pacing window: the task holds the ticks for it (see `pacing`).
+            return Written::LeftToTask;
+        }
+        let started = if self.state.share_writes {
+            let now = Instant::now();
+            if !SHARE.with(|share| share.allows(now)) {
+                return Written::LeftToTask;
+            }
+            Some(now)
+        } else {
+            None
+        };
+        let mut out = SPARE.take();
+        let (frames, drained) = frame_ticks(&mut inner.subscriber, &mut out, self.state.engine.epoch());
+        if drained == Drain::Lagged {
+            inner.leftover = out;
+            inner.lagged = true;
+            return Written::LeftToTask;
+        }
+        if out.is_empty() {
+            SPARE.set(out);
+            return Written::All;
+        }
+        let written = send(fd, &out);
+        self.state.pacing.add_delivered(frames);
+        // Read after the send, as the task does after its writes: the window and the
+        // heartbeat count from when the bytes went out.
+        inner.last_write = Instant::now();
+        inner.wrote = Some(inner.last_write);
+        if let Some(started) = started {
+            SHARE.with(|share| share.spend(inner.last_write - started));
+        }
+        if written < out.len() {
+            out.drain(..written);
+            inner.leftover = out;
+            return Written::LeftToTask;
+        }
+        out.clear();
+        SPARE.with(|spare| {
+            let other = spare.take();
+            spare.set(if out.capacity() >= other.capacity() { out } else { other });
+        });
+        // A batch that filled the buffer may have more behind it: the task writes the rest.
+        if drained == Drain::Stopped {
+            Written::LeftToTask
+        } else {
+            Written::All
+        }
+    }
+}
+
+/// The span over which a publishing thread's share of writes is counted.
+const SHARE_PERIOD: Duration = Duration::from_millis(10);
+/// How much of each [`SHARE_PERIOD`] a publishing thread may spend writing for wake-ups,
+/// when the runtime has other workers: beyond it the connections' tasks write, spread over
+/// the workers, rather than every write of the server queueing on the one thread that
+/// publishes.
+const SHARE_LIMIT: Duration = Duration::from_millis(5);
+
+thread_local! {
+    /// This thread's time spent on wake-up writes in the current period.
+    static SHARE: Share = const { Share { period_start: Cell::new(None), spent: Cell::new(Duration::ZERO) } };
+}
+
+/// A thread's time spent on wake-up writes, per [`SHARE_PERIOD`].
+struct Share {
+    period_start: Cell<Option<Instant>>,
+    spent: Cell<Duration>,
+}
+
+impl Share {
+    /// May this thread write for one more wake-up at `now`?
+    fn allows(&self, now: Instant) -> bool {
+        if self.period_start.get().is_none_or(|start| now >= start + SHARE_PERIOD) {
+            self.period_start.set(Some(now));
+            self.spent.set(Duration::ZERO);
+        }
+        self.spent.get() < SHARE_LIMIT
+    }
+
+    fn spend(&self, time: Duration) {
+        self.spent.set(self.spent.get() + time);
+    }
+}
+
+enum Written {
+    /// Everything the subscriber had went out.
+    All,
+    /// The task must take over: it has bytes, ticks or a verdict waiting.
+    LeftToTask,
+}
+
+impl Wake for Direct {
+    fn wake(self: Arc<Self>) {
+        self.on_wake();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.on_wake();
+    }
+}
+
+/// Sends what the socket takes now, without waiting; how many bytes it took. An error is
+/// left for the task to meet on its own next read or write.
+fn send(fd: RawFd, bytes: &[u8]) -> usize {
+    let mut written = 0;
+    while written < bytes.len() {
+        let rest = &bytes[written..];
+        // SAFETY: `fd` is the task's open socket: it is used only while the task is parked,
+        // under the lock the task takes before it closes the socket. `rest` is valid for
+        // reads of its length.
+        let n = unsafe {
+            libc::send(fd, rest.as_ptr().cast(), rest.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+        };
+        if n <= 0 {
+            // EAGAIN, EINTR or a dead socket: the task retries and sees which.
+            break;
+        }
+        written += n as usize;
+    }
+    written
+}
+
+/// Frames what the subscriber has into `out`, up to one batch ([`BATCH_BYTES`]): ticks
+/// straight from their shared JSON, resets built here. Returns the frames added and why the
+/// drain stopped.
+pub(crate) fn frame_ticks(subscriber: &mut Subscriber, out: &mut Vec<u8>, epoch: &str) -> (u64, Drain) {
+    // For a reset message before its frame header is known; resets are rare, and an
+    // empty `Vec` allocates nothing.
+    let mut scratch = Vec::new();
+    let mut frames = 0;
+    let drained = subscriber.drain(|event| {
+        frames += 1;
+        match event {
+            Event::Tick { tick, snapshot, conflated } => {
+                frame::write_header(out, Opcode::Text, tick.json_len_with_flags(snapshot, conflated));
+                tick.write_json_with_flags(out, snapshot, conflated);
+            }
+            Event::Reset { symbol } => {
+                scratch.clear();
+                reply::write_reset(&mut scratch, symbol, epoch);
+                frame::write_text(out, &scratch);
+            }
+        }
+        out.len() < BATCH_BYTES
+    });
+    (frames, drained)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_writes_for_wake_ups_half_of_each_period_at_most() {
+        let share = Share { period_start: Cell::new(None), spent: Cell::new(Duration::ZERO) };
+        let start = Instant::now();
+        assert!(share.allows(start));
+        share.spend(SHARE_LIMIT - Duration::from_micros(1));
+        assert!(share.allows(start + Duration::from_millis(1)));
+        share.spend(Duration::from_micros(1));
+        assert!(!share.allows(start + Duration::from_millis(9)), "the period's share is spent");
+        assert!(share.allows(start + SHARE_PERIOD), "a new period starts afresh");
+    }
+}
