@@ -172,8 +172,7 @@ impl Engine {
     /// Publishes a batch (invalid quotes are skipped); returns how many were published.
     /// Subscribers are woken once the whole batch is visible, and only those waiting: a
     /// batch costs one wake-up per waiting subscriber, not one per tick, and a subscriber
-    /// whose waker writes at once (the WebSocket gateway's) writes the batch's ticks for it
-    /// in one write, not one each.
+    /// whose waker sends at once sends the batch's ticks for it together, not one each.
     pub fn publish_batch(&self, quotes: &[Quote<'_>]) -> usize {
         let mut woken: Vec<Arc<SymbolLists>> = Vec::with_capacity(quotes.len());
         let mut published = 0;

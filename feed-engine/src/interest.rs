@@ -264,7 +264,7 @@ impl Interest {
     /// are visible in the ring.
     ///
     /// Every slot is disarmed before the first waker runs: a waker may arm its slot again
-    /// at once (the WebSocket gateway's writes the ticks, then waits for the next), and must
+    /// at once (one that sends the ticks itself, then waits for the next), and must
     /// then not be woken again by a later list of the same publish, for ticks it already
     /// took.
     pub(crate) fn wake<'a>(&self, lists: impl IntoIterator<Item = &'a SymbolLists>) {

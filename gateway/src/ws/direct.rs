@@ -41,7 +41,7 @@ use std::{
 use feed_engine::{Drain, Event, Subscriber};
 use tokio::time::Instant;
 
-use super::session::{BATCH_BYTES, SPARE};
+use super::session::{give_back, BATCH_BYTES, SPARE};
 use crate::{
     frame::{self, Opcode},
     reply,
@@ -279,7 +279,7 @@ impl Direct {
             return Written::LeftToTask;
         }
         if out.is_empty() {
-            SPARE.set(out);
+            give_back(out);
             return Written::All;
         }
         let written = send(fd, &out);
@@ -296,11 +296,7 @@ impl Direct {
             inner.leftover = out;
             return Written::LeftToTask;
         }
-        out.clear();
-        SPARE.with(|spare| {
-            let other = spare.take();
-            spare.set(if out.capacity() >= other.capacity() { out } else { other });
-        });
+        give_back(out);
         // A batch that filled the buffer may have more behind it: the task writes the rest.
         if drained == Drain::Stopped {
             Written::LeftToTask

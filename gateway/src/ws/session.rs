@@ -67,12 +67,27 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 thread_local! {
     /// The output buffer the last connection served on this thread gave back after its
-    /// write. The next connection to frame ticks takes it, so ticks are framed into memory
+    /// write (by its task, or by a wake-up on a publishing thread, see `direct`). The next
+    /// connection to frame ticks takes it, so ticks are framed into memory
     /// that is already in the cache, rather than into each connection's own buffer, cold
     /// after the thousand others written since (framing was most of the session's own CPU
     /// in the dashboard and storm profiles). A connection keeps a buffer only while it holds
     /// frames the socket has not taken.
     pub(super) static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Hands a written output buffer back to this thread's [`SPARE`], emptied, for the next
+/// connection it serves; if the thread has one already, the larger one is kept and the
+/// other freed.
+pub(super) fn give_back(mut out: Vec<u8>) {
+    out.clear();
+    if out.capacity() > KEEP_BYTES {
+        out.shrink_to(KEEP_BYTES);
+    }
+    SPARE.with(|spare| {
+        let other = spare.take();
+        spare.set(if out.capacity() >= other.capacity() { out } else { other });
+    });
 }
 
 /// What was asked for in the `/ws` query string.
@@ -449,12 +464,10 @@ impl Session {
                     return Ok(());
                 }
                 let max = self.state.config.max_subscriptions;
-                let total = {
-                    let subscriber = self.feed.subscriber();
-                    let total = subscriber.selectors().len() + subscriber.count_new(&selectors);
-                    total
-                };
-                if total > max {
+                let subscriber = self.feed.subscriber();
+                let over = subscriber.selectors().len() + subscriber.count_new(&selectors) > max;
+                drop(subscriber);
+                if over {
                     self.push_text(&WireError::too_many_subscriptions(max).to_json(id));
                     return Ok(());
                 }
@@ -567,17 +580,7 @@ impl Session {
             self.out.drain(..written);
             return Err(exit);
         }
-        self.out.clear();
-        if self.out.capacity() > KEEP_BYTES {
-            self.out.shrink_to(KEEP_BYTES);
-        }
-        // For the next connection this thread serves; if the thread has one already, the
-        // larger one is kept and the other freed.
-        let out = std::mem::take(&mut self.out);
-        SPARE.with(|spare| {
-            let other = spare.take();
-            spare.set(if out.capacity() >= other.capacity() { out } else { other });
-        });
+        give_back(std::mem::take(&mut self.out));
         if self.text_pending {
             self.text_pending = false;
             self.last_text = self.last_write;
