@@ -36,7 +36,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument as _;
 
-use crate::{config::GatewayConfig, pacing, routes, state::State, Error};
+use crate::{config::GatewayConfig, pacing, routes, state::State, ws::held::Held, Error};
 
 /// Largest request head (and read buffer) hyper accepts.
 const MAX_REQUEST_HEAD_BYTES: usize = 64 * 1024;
@@ -81,6 +81,7 @@ pub async fn serve(
     tracing::info!(%local, scheme, "gateway listening");
 
     state.tracker.spawn(pace(Arc::clone(&state)));
+    state.tracker.spawn(Held::flush(Arc::clone(&state)));
     let mut backoff = BACKOFF_MIN;
     let stopping = state.shutdown.clone().cancelled_owned();
     tokio::pin!(stopping);

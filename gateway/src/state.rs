@@ -9,7 +9,9 @@ use std::sync::{
 use feed_engine::Engine;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{auth::Verifier, closing::Closing, config::GatewayConfig, limits::ConnectionLimits, pacing::Pacing};
+use crate::{
+    auth::Verifier, closing::Closing, config::GatewayConfig, limits::ConnectionLimits, pacing::Pacing, ws::held::Held,
+};
 
 /// See the module docs. Cloned into every connection as an `Arc`.
 pub(crate) struct State {
@@ -31,6 +33,8 @@ pub(crate) struct State {
     pub(crate) cursor_prefix: String,
     /// The write-coalescing window every WebSocket session follows.
     pub(crate) pacing: Pacing,
+    /// WebSocket connections parked while their ticks wait out the window.
+    pub(crate) held: Held,
     /// Whether a publishing thread's share of WebSocket writes is capped (see `ws::direct`):
     /// only when the runtime has other workers to spread them over.
     pub(crate) share_writes: bool,
@@ -49,6 +53,7 @@ impl State {
         let workers = tokio::runtime::Handle::try_current().map_or(1, |runtime| runtime.metrics().num_workers());
         Arc::new(Self {
             pacing,
+            held: Held::default(),
             share_writes: workers > 1,
             auth,
             engine,

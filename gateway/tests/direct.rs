@@ -46,9 +46,23 @@ impl Expect {
 /// come only between its `subscribed` and `unsubscribed`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ops_racing_ticks_written_by_the_publisher_never_cut_into_them() {
+    race_ops_against_ticks(GatewayConfig::default()).await;
+}
+
+/// The same race with the pacing window always open: ticks wait out the window with the
+/// task parked and the server's flusher writes them (see `ws::held`), while the client's ops
+/// wake the task and take the socket back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_racing_ticks_held_for_the_pacing_window_never_cut_into_them() {
+    // A budget of one write a second makes any traffic "load", so the window is always on.
+    let max_coalesce = Duration::from_millis(3);
+    race_ops_against_ticks(GatewayConfig { write_budget_per_s: 1, max_coalesce, ..GatewayConfig::default() }).await;
+}
+
+async fn race_ops_against_ticks(config: GatewayConfig) {
     const TICKS: u64 = 20_000;
     within(async {
-        let config = GatewayConfig { max_ops_per_sec: 1_000_000, ..GatewayConfig::default() };
+        let config = GatewayConfig { max_ops_per_sec: 1_000_000, ..config };
         let server = start_with(EngineConfig::default(), config).await;
         let (mut ws, _) = connect(&server, "?symbols=R:A").await;
         assert_eq!(next_non_heartbeat(&mut ws).await["type"], "subscribed");

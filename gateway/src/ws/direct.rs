@@ -14,7 +14,9 @@
 //! window holding ticks back. Everything else stays with the task: the client's ops and
 //! their replies, pings, heartbeats, closing, TLS connections, a write the socket does not
 //! take whole (the rest is handed to the task, which writes it first), a subscriber that
-//! fell off the ring, ticks inside a pacing window, and a batch too big for one write.
+//! fell off the ring, and a batch too big for one write. Ticks that come inside a pacing
+//! window wait in the ring with the task still parked, and the server's flusher writes them
+//! when the window ends (see `held`).
 //!
 //! The subscriber and the parked flag live behind one mutex, so output never comes from two
 //! places at once:
@@ -61,6 +63,8 @@ pub(crate) struct Inner {
     pub(crate) subscriber: Subscriber,
     /// The task waits for ticks with nothing to write: a wake-up may write for it.
     parked: bool,
+    /// Queued in the server's [`Held`](super::held::Held) for the end of a pacing window.
+    held: bool,
     /// Set with `leftover` when the subscriber fell off the ring (`--slow-consumer disconnect`).
     lagged: bool,
     /// When the connection last wrote, the task or a wake-up: for the pacing window.
@@ -177,8 +181,8 @@ pub(crate) struct Handover {
 impl Direct {
     pub(crate) fn new(subscriber: Subscriber, fd: RawFd, state: Arc<State>) -> Arc<Self> {
         let last_write = Instant::now();
-        let (parked, lagged, wrote, leftover, task) = (false, false, None, Vec::new(), None);
-        let inner = Inner { subscriber, parked, lagged, last_write, wrote, leftover, task };
+        let (parked, held, lagged, wrote, leftover, task) = (false, false, false, None, Vec::new(), None);
+        let inner = Inner { subscriber, parked, held, lagged, last_write, wrote, leftover, task };
         Arc::new(Self { inner: Mutex::new(inner), fd, state })
     }
 
@@ -233,17 +237,48 @@ impl Direct {
     /// anything is left over, wakes the task.
     fn on_wake(self: &Arc<Self>) {
         // Held: by the task, or another wake-up, and either re-checks before letting go.
-        let Ok(mut inner) = self.inner.try_lock() else { return };
+        let Ok(inner) = self.inner.try_lock() else { return };
         if !inner.parked {
             // The task is awake and checks the subscriber before it sleeps again.
             return;
         }
-        if let Written::All = self.write(&mut inner) {
-            // Armed again with the lock held: a tick published from here on wakes this state
-            // again, and one that came before is seen by the check.
-            if !inner.subscriber.poll_ready(&Waker::from(Arc::clone(self))) {
+        self.serve(inner);
+    }
+
+    /// The flusher's turn (see `held`): the pacing window this connection was queued for has
+    /// ended, so what waited for it goes out now, if the task is still parked.
+    pub(crate) fn on_window_end(self: &Arc<Self>) {
+        // Waits for the lock: its holders, the task and the wake-ups, hold it briefly, and
+        // this entry is off the queue, so letting go here could strand the ticks.
+        let mut inner = self.lock();
+        inner.held = false;
+        if inner.parked {
+            self.serve(inner);
+        }
+    }
+
+    /// Writes for the parked task; queues the connection for its window's end, or wakes the
+    /// task for whatever is left to it.
+    fn serve(self: &Arc<Self>, mut inner: MutexGuard<'_, Inner>) {
+        match self.write(&mut inner) {
+            Written::All => {
+                // Armed again with the lock held: a tick published from here on wakes this
+                // state again, and one that came before is seen by the check.
+                if !inner.subscriber.poll_ready(&Waker::from(Arc::clone(self))) {
+                    return;
+                }
+            }
+            Written::Held(due) => {
+                // Not armed again: the ticks that follow wait in the ring with this one, and
+                // the flusher writes them all. Already queued, the entry there stands (it
+                // waits again if it comes due before the window ends).
+                if !std::mem::replace(&mut inner.held, true) {
+                    drop(inner);
+                    self.state.held.hold(due, Arc::clone(self));
+                }
                 return;
             }
+            Written::LeftToTask => {}
         }
         // Whatever is left goes to the task, woken after the lock is released.
         inner.parked = false;
@@ -259,8 +294,8 @@ impl Direct {
         let fd = self.fd;
         let window = self.state.pacing.window();
         if !window.is_zero() && Instant::now() < inner.last_write + window {
-            // Inside the pacing window: the task holds the ticks for it (see `pacing`).
-            return Written::LeftToTask;
+            // Inside the pacing window: the ticks wait for its end (see `pacing`).
+            return Written::Held(inner.last_write + window);
         }
         let started = if self.state.share_writes {
             let now = Instant::now();
@@ -343,6 +378,8 @@ impl Share {
 enum Written {
     /// Everything the subscriber had went out.
     All,
+    /// Nothing went out: the pacing window is open until then.
+    Held(Instant),
     /// The task must take over: it has bytes, ticks or a verdict waiting.
     LeftToTask,
 }

@@ -10,6 +10,7 @@
 mod codec;
 mod direct;
 mod echo;
+pub(crate) mod held;
 mod session;
 mod socket;
 
