@@ -76,21 +76,26 @@ impl Held {
             for direct in due.drain(..) {
                 direct.on_window_end();
             }
-            let sleep = match next {
+            let wake_at = match next {
                 Next::Now => {
                     tokio::task::yield_now().await;
                     continue;
                 }
-                Next::At(at) => at,
-                // Nothing held: wait for the next `hold`, which notifies (the far deadline
-                // keeps one `select!` for both cases).
-                Next::Empty => Instant::now() + std::time::Duration::from_secs(3600),
+                Next::At(at) => Some(at),
+                // Nothing held: only the next `hold` wakes the flusher.
+                Next::Empty => None,
+            };
+            let window_ends = async {
+                match wake_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
             };
             tokio::select! {
                 biased;
                 () = state.shutdown.cancelled() => return,
                 () = held.sooner.notified() => {}
-                () = tokio::time::sleep_until(sleep) => {}
+                () = window_ends => {}
             }
         }
     }
