@@ -157,7 +157,7 @@ pub struct Cli {
 
     /// Writes per second always allowed: above it, each connection coalesces the ticks of a
     /// short window into one write (the busier the server, the longer the window, up to
-    /// --max-coalesce-ms), and while the cores are less than 75% busy the budget rises
+    /// --max-coalesce-ms), and while the cores are less than 85% busy the budget rises
     /// above this one. 0 writes every tick at once, whatever the load.
     #[arg(long, env = "TICKFEED_WRITE_BUDGET", default_value_t = 75_000)]
     pub write_budget: u64,

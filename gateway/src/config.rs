@@ -26,7 +26,7 @@ pub struct GatewayConfig {
     pub shutdown_grace: Duration,
     /// WebSocket and SSE writes per second the server always allows (`--write-budget`):
     /// above it, each connection coalesces the ticks of a short window into one write, and
-    /// while the server's cores are less than 75% busy the budget rises, so spare CPU goes
+    /// while the server's cores are less than 85% busy the budget rises, so spare CPU goes
     /// to latency (see `pacing`). 0 writes every tick at once, whatever the load.
     pub write_budget_per_s: u64,
     /// The longest a tick may wait to be coalesced (`--max-coalesce-ms`), stretched up to 2×
