@@ -67,12 +67,12 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 thread_local! {
     /// The output buffer the last connection served on this thread gave back after its
-    /// write (by its task, or by a wake-up on a publishing thread, see `direct`). The next
-    /// connection to frame ticks takes it, so ticks are framed into memory
-    /// that is already in the cache, rather than into each connection's own buffer, cold
-    /// after the thousand others written since (framing was most of the session's own CPU
-    /// in the dashboard and storm profiles). A connection keeps a buffer only while it holds
-    /// frames the socket has not taken.
+    /// write: by its task, by a wake-up on a publishing thread (see `direct`) or by the
+    /// flusher at a pacing window's end (see `held`). The next connection to frame ticks
+    /// takes it, so ticks are framed into memory that is already in the cache, rather than
+    /// into each connection's own buffer, cold after the thousand others written since
+    /// (framing was most of the session's own CPU in the dashboard and storm profiles). A
+    /// connection keeps a buffer only while it holds frames the socket has not taken.
     pub(super) static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
