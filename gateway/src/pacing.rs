@@ -15,7 +15,8 @@
 //! it, with `C` connections each receiving `D/C` ticks/s, a window `W` gives each about
 //! `(D/C) / (1 + W·D/C)` writes/s, so `W = C·(1/B − 1/D)` brings the total back to about `B`.
 //! The delivered rate does not depend on the window, so the rule has no feedback loop to
-//! oscillate. The window is capped at `max_window`.
+//! oscillate, except where the timer cannot make the window asked for: see [`short_window`].
+//! The window is capped at `max_window`.
 //!
 //! The budget is a floor, not a ceiling: a window trades latency for CPU, and a server with
 //! CPU to spare should not pay latency for nothing. So the budget in use rises 10% per period
@@ -46,16 +47,19 @@ use std::{
 
 /// How often the window is recomputed.
 pub(crate) const PERIOD: Duration = Duration::from_millis(100);
-/// Windows shorter than the timer's resolution only add a timer per write: connections
-/// busy enough to need them already batch by themselves (measured: at 20 connections ×
-/// 100,000 ticks/s a 0.4 ms window, rounded up by the timer, cut delivery by a third).
+/// The shortest window the timer makes: one the budget asks for below it is either none or
+/// this ([`short_window`]). Connections busy enough to want one that short usually batch by
+/// themselves (measured: at 20 connections × 100,000 ticks/s a 0.4 ms window, rounded up by
+/// the timer, cut delivery by a third).
 const MIN_WINDOW: Duration = Duration::from_millis(1);
 
 /// See the module docs.
 #[derive(Debug)]
 pub(crate) struct Pacing {
-    /// Frames written by all WebSocket connections so far.
+    /// Frames written by all connections so far.
     delivered: AtomicU64,
+    /// The writes that carried them.
+    writes: AtomicU64,
     /// The current window in microseconds (0: write at once).
     window_us: AtomicU64,
     /// The configured budget (`--write-budget`): the least the budget in use falls to.
@@ -85,6 +89,7 @@ impl Pacing {
     pub(crate) fn new(budget_per_s: u64, max_window: Duration) -> Self {
         Self {
             delivered: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
             window_us: AtomicU64::new(0),
             budget_per_s,
             budget_in_use: AtomicU64::new(budget_per_s),
@@ -93,10 +98,11 @@ impl Pacing {
         }
     }
 
-    /// Counts frames a connection just queued for writing.
+    /// Counts one write of `frames` frames that a connection just made or queued.
     pub(crate) fn add_delivered(&self, frames: u64) {
-        // Relaxed: a statistic sampled ten times a second.
+        // Relaxed: statistics sampled ten times a second.
         self.delivered.fetch_add(frames, Ordering::Relaxed);
+        self.writes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// How long a connection should wait after its previous write.
@@ -104,31 +110,39 @@ impl Pacing {
         Duration::from_micros(self.window_us.load(Ordering::Relaxed))
     }
 
-    /// Recomputes the window from the frames delivered since the last call, `elapsed` ago,
-    /// with `connections` live and the process's cores `busy` (0–1; `None` if unknown) over
-    /// the same time. Returns the new window.
-    pub(crate) fn update(
-        &self,
-        previous_delivered: &mut u64,
-        elapsed: Duration,
-        connections: usize,
-        busy: Option<f64>,
-    ) -> Duration {
-        let delivered = self.delivered.load(Ordering::Relaxed);
-        let frames = delivered.saturating_sub(*previous_delivered);
-        *previous_delivered = delivered;
+    /// Recomputes the window from the frames and writes counted since the last call (`seen`
+    /// holds the counts then), `elapsed` ago, with `connections` live and the process's cores
+    /// `busy` (0–1; `None` if unknown) over the same time. Returns the new window.
+    pub(crate) fn update(&self, seen: &mut Seen, elapsed: Duration, connections: usize, busy: Option<f64>) -> Duration {
+        let now = Seen { frames: self.delivered.load(Ordering::Relaxed), writes: self.writes.load(Ordering::Relaxed) };
+        let frames = now.frames.saturating_sub(seen.frames);
+        let writes = now.writes.saturating_sub(seen.writes);
+        *seen = now;
         // Relaxed: only this method (one task) writes it.
         let budget = next_budget(self.budget_in_use.load(Ordering::Relaxed), self.budget_per_s, busy);
         self.budget_in_use.store(budget, Ordering::Relaxed);
         let delivered_per_s = frames as f64 / elapsed.as_secs_f64().max(1e-3);
-        let wanted = window_for(delivered_per_s, connections, budget, Duration::MAX);
+        let wanted = window_for(delivered_per_s, connections, budget);
         let cap = Duration::from_micros(self.cap_in_use_us.load(Ordering::Relaxed));
         let cap = next_cap(cap, self.max_window, busy, wanted > cap);
         self.cap_in_use_us.store(cap.as_micros() as u64, Ordering::Relaxed);
-        let window = wanted.min(cap);
+        let window = if wanted >= MIN_WINDOW {
+            wanted
+        } else {
+            let holding = !self.window().is_zero();
+            short_window(wanted, holding, busy, frames as f64 / writes.max(1) as f64)
+        };
+        let window = window.min(cap);
         self.window_us.store(window.as_micros() as u64, Ordering::Relaxed);
         window
     }
+}
+
+/// The counts [`Pacing::update`] saw at its previous call.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Seen {
+    frames: u64,
+    writes: u64,
 }
 
 /// Shares of the cores busy (0–1) between which a setting holds still.
@@ -198,17 +212,43 @@ pub(crate) fn process_cpu_time() -> Option<Duration> {
     Some(time(usage.ru_utime)? + time(usage.ru_stime)?)
 }
 
-/// `W = C·(1/B − 1/D)` when `D > B`, else zero; zero below [`MIN_WINDOW`]; at most `max`.
-fn window_for(delivered_per_s: f64, connections: usize, budget_per_s: u64, max: Duration) -> Duration {
+/// `W = C·(1/B − 1/D)` when `D > B`, else zero.
+fn window_for(delivered_per_s: f64, connections: usize, budget_per_s: u64) -> Duration {
     if budget_per_s == 0 || delivered_per_s <= budget_per_s as f64 {
         return Duration::ZERO;
     }
     let seconds = connections as f64 * (1.0 / budget_per_s as f64 - 1.0 / delivered_per_s);
-    let window = Duration::from_secs_f64(seconds.max(0.0));
-    if window < MIN_WINDOW {
-        return Duration::ZERO;
+    Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(Duration::MAX)
+}
+
+/// The window when the one the budget asks for, `wanted`, is shorter than [`MIN_WINDOW`]
+/// (zero if it asks for none): either none or `MIN_WINDOW`.
+///
+/// That choice is a cliff, not one of the budget's 10% steps: 200 SSE streams of 5,000
+/// ticks/s each make about 78,000 writes/s with a 2.5 ms window and could make a million with
+/// none. Taking it whenever the budget rose past it, such a server at 85–90% busy spent one
+/// period in eight without a window, and each of those 15 periods was followed by one at
+/// 98.5–100% busy, after which the budget fell back and the window returned.
+///
+/// So a server holding ticks (`holding`) drops the window only if writing every tick on its
+/// own would still leave its cores out of saturation, estimated as `busy` times the frames
+/// each write carries now. With a 1 ms window, 1,000 dashboards of 200 ticks/s each carry
+/// about 1.2 frames a write, so at 60% busy they drop it; those SSE streams carry about 6.
+/// One holding none measures what that costs instead of estimating it, and takes the
+/// shortest window only once its cores saturate while the budget asks for fewer writes.
+fn short_window(wanted: Duration, holding: bool, busy: Option<f64>, frames_per_write: f64) -> Duration {
+    let Some(busy) = busy else { return Duration::ZERO };
+    let saturated = BUDGET_BAND.saturated_above;
+    let keep = if holding {
+        busy * frames_per_write.max(1.0) > saturated
+    } else {
+        !wanted.is_zero() && busy > saturated
+    };
+    if keep {
+        MIN_WINDOW
+    } else {
+        Duration::ZERO
     }
-    window.min(max)
 }
 
 #[cfg(test)]
@@ -219,15 +259,15 @@ mod tests {
 
     #[test]
     fn under_budget_every_tick_goes_out_at_once() {
-        assert_eq!(window_for(2_000.0, 100, 100_000, MAX), Duration::ZERO);
-        assert_eq!(window_for(100_000.0, 1_000, 100_000, MAX), Duration::ZERO);
+        assert_eq!(window_for(2_000.0, 100, 100_000), Duration::ZERO);
+        assert_eq!(window_for(100_000.0, 1_000, 100_000), Duration::ZERO);
     }
 
     #[test]
     fn over_budget_the_window_brings_writes_back_to_the_budget() {
         // 1,000 connections sharing 200k frames/s against a budget of 100k writes/s: 5 ms,
         // after which each connection makes 200 / (1 + 0.005 · 200) = 100 writes/s.
-        let window = window_for(200_000.0, 1_000, 100_000, MAX);
+        let window = window_for(200_000.0, 1_000, 100_000);
         assert_eq!(window.as_micros(), 5_000);
         let per_connection = 200.0 / (1.0 + window.as_secs_f64() * 200.0);
         assert!((per_connection * 1_000.0 - 100_000.0).abs() < 1.0);
@@ -235,20 +275,67 @@ mod tests {
 
     #[test]
     fn few_busy_connections_batch_by_themselves_without_a_window() {
-        // The firehose: 20 connections sharing 2M frames/s would get 0.39 ms.
-        assert_eq!(window_for(2_000_000.0, 20, 50_000, MAX), Duration::ZERO);
+        // The firehose: 20 connections sharing 2M frames/s would get 0.39 ms, too short for
+        // the timer; they batch by themselves, 50 frames a write, on a core 31–46% busy.
+        let wanted = window_for(2_000_000.0, 20, 50_000);
+        assert_eq!(wanted.as_micros(), 390);
+        assert_eq!(short_window(wanted, false, Some(0.46), 50.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_window_too_short_for_the_timer_is_kept_only_while_dropping_it_would_saturate() {
+        let wanted = Duration::from_micros(900);
+        // Holding: 6 frames a write at 85% busy would be 5 times the writes without a window.
+        assert_eq!(short_window(wanted, true, Some(0.85), 6.0), MIN_WINDOW);
+        let none_asked = short_window(Duration::ZERO, true, Some(0.85), 6.0);
+        assert_eq!(none_asked, MIN_WINDOW, "even where the budget asks for none");
+        // 1.2 frames a write at 60% busy: at most 72% without one.
+        assert_eq!(short_window(wanted, true, Some(0.6), 1.2), Duration::ZERO);
+        // Holding none: measured, not estimated; a window comes back only on saturation
+        // while the budget asks for fewer writes.
+        assert_eq!(short_window(wanted, false, Some(0.9), 6.0), Duration::ZERO);
+        assert_eq!(short_window(wanted, false, Some(0.99), 6.0), MIN_WINDOW);
+        assert_eq!(short_window(Duration::ZERO, false, Some(0.99), 6.0), Duration::ZERO);
+        assert_eq!(short_window(wanted, true, None, 6.0), Duration::ZERO, "unknown load: no window");
+    }
+
+    /// 200 SSE streams of 5,000 ticks/s each (1M frames/s), six frames a write, at 80% busy:
+    /// the budget keeps rising, but the window stays at the timer's shortest rather than
+    /// dropping to none. 1,000 dashboards at 60% busy, 1.2 frames a write, do drop it.
+    #[test]
+    fn a_rising_budget_does_not_push_a_busy_server_off_the_cliff() {
+        let run = |connections: usize, frames: u64, writes: u64, busy: f64| {
+            let pacing = Pacing::new(75_000, Duration::from_millis(20));
+            let mut seen = Seen::default();
+            let mut windows = Vec::new();
+            for _ in 0..40 {
+                pacing.delivered.fetch_add(frames, Ordering::Relaxed);
+                pacing.writes.fetch_add(writes, Ordering::Relaxed);
+                windows.push(pacing.update(&mut seen, Duration::from_millis(100), connections, Some(busy)));
+            }
+            windows
+        };
+        let sse = run(200, 100_000, 17_000, 0.80);
+        assert!(sse[0] > Duration::from_millis(2), "opens at the configured budget: {:?}", sse[0]);
+        assert_eq!(sse.last(), Some(&MIN_WINDOW), "{sse:?}");
+        assert!(sse.iter().all(|w| *w >= MIN_WINDOW), "{sse:?}");
+        let dashboard = run(1_000, 20_000, 16_700, 0.60);
+        assert!(dashboard[0] > Duration::from_millis(5), "{:?}", dashboard[0]);
+        assert_eq!(dashboard.last(), Some(&Duration::ZERO), "{dashboard:?}");
     }
 
     #[test]
     fn the_window_is_capped_and_a_zero_budget_turns_it_off() {
-        assert_eq!(window_for(500_000.0, 50_000, 100_000, MAX), MAX);
-        assert_eq!(window_for(500_000.0, 5_000, 0, MAX), Duration::ZERO);
+        let pacing = Pacing::new(100_000, MAX);
+        pacing.add_delivered(50_000);
+        assert_eq!(pacing.update(&mut Seen::default(), Duration::from_millis(100), 50_000, None), MAX);
+        assert_eq!(window_for(500_000.0, 5_000, 0), Duration::ZERO);
     }
 
     #[test]
     fn update_measures_the_rate_since_the_previous_call() {
         let pacing = Pacing::new(100_000, MAX);
-        let mut seen = 0;
+        let mut seen = Seen::default();
         pacing.add_delivered(20_000);
         // 20,000 frames in 100 ms = 200k/s over 1,000 connections.
         assert_eq!(pacing.update(&mut seen, Duration::from_millis(100), 1_000, None).as_micros(), 5_000);
@@ -309,7 +396,7 @@ mod tests {
     fn update_stretches_a_binding_cap_and_uses_it() {
         // 5,000 connections sharing 500k frames/s against 75k writes/s want 56.7 ms.
         let pacing = Pacing::new(75_000, Duration::from_millis(20));
-        let mut seen = 0;
+        let mut seen = Seen::default();
         pacing.add_delivered(50_000);
         let first = pacing.update(&mut seen, Duration::from_millis(100), 5_000, Some(0.99));
         assert_eq!(first, Duration::from_millis(22), "one step above the configured 20 ms");

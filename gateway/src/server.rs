@@ -127,7 +127,7 @@ pub async fn serve(
 async fn pace(state: Arc<State>) {
     let mut ticker = tokio::time::interval(pacing::PERIOD);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut seen, mut last) = (0, tokio::time::Instant::now());
+    let (mut seen, mut last) = (pacing::Seen::default(), tokio::time::Instant::now());
     // The cores the runtime may keep busy; CPU time is the whole process's (the simulator's
     // thread included), which is what competes with the connections for those cores.
     let cores = tokio::runtime::Handle::current().metrics().num_workers().max(1) as f64;

@@ -196,7 +196,7 @@ mod tests {
         let state = State::new(engine.clone(), config, CancellationToken::new());
         // Far over a budget of one write a second: the window opens, at its cap.
         state.pacing.add_delivered(1_000);
-        assert_eq!(state.pacing.update(&mut 0, Duration::from_millis(100), 1, None), WINDOW);
+        assert_eq!(state.pacing.update(&mut crate::pacing::Seen::default(), Duration::from_millis(100), 1, None), WINDOW);
 
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let mut client = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
