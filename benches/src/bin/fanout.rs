@@ -23,7 +23,7 @@ use benches::fanout::{
     procstat,
     report::{Report, Stats},
     scan::tick_fields,
-    sse::{self, Dechunker},
+    sse::{self, Dechunker, Lines},
     ws::{self, opcode},
 };
 use clap::{Parser, ValueEnum};
@@ -382,43 +382,39 @@ const READ_SIZE: usize = 64 * 1024;
 /// Reads until the run ends; returns true if the server ended the connection first.
 async fn read_loop(
     plan: &Plan,
-    mut stream: TcpStream,
+    stream: TcpStream,
     leftover: Vec<u8>,
     chunked: bool,
     started: Instant,
     stats: &RefCell<Stats>,
 ) -> bool {
-    let mut tracker = Tracker { last_seq: HashMap::default(), first_message: true, started };
-    // WebSocket bytes are read straight into `pending`; only SSE goes through `raw` to be
-    // de-chunked.
-    let mut raw = if chunked { vec![0u8; READ_SIZE] } else { Vec::new() };
-    let mut pending = Vec::with_capacity(READ_SIZE);
-    let mut dechunker = Dechunker::default();
-    if chunked {
-        dechunker.feed(&leftover, &mut pending);
+    let tracker = Tracker { last_seq: HashMap::default(), first_message: true, started };
+    if plan.sse {
+        read_sse(plan, stream, &leftover, chunked, tracker, stats).await
     } else {
-        pending.extend_from_slice(&leftover);
+        read_ws(plan, stream, leftover, tracker, stats).await
     }
+}
+
+/// When a read is over: (now in µs since the epoch, whether inside the measurement window),
+/// or `None` once the run has ended.
+fn stamp(plan: &Plan) -> Option<(u64, bool)> {
+    let now = Instant::now();
+    (now < plan.end).then(|| (now_us(), now >= plan.window.0 && now < plan.window.1))
+}
+
+/// [`read_loop`] for WebSocket: bytes are read straight into `pending` and parsed there.
+async fn read_ws(plan: &Plan, mut stream: TcpStream, leftover: Vec<u8>, mut tracker: Tracker, stats: &RefCell<Stats>) -> bool {
+    let mut pending = Vec::with_capacity(READ_SIZE.max(leftover.len()));
+    pending.extend_from_slice(&leftover);
     // One timer for the connection's whole life: a timeout around every read cost a timer
     // wheel insert and removal per read, a twentieth of the tool's time in the storm.
     let end = tokio::time::sleep_until(plan.end.into());
     tokio::pin!(end);
     loop {
-        let now = Instant::now();
-        if now >= plan.end {
-            return false;
-        }
-        let now_us = now_us();
-        let in_window = now >= plan.window.0 && now < plan.window.1;
+        let Some((now_us, in_window)) = stamp(plan) else { return false };
         // Parse under the borrow, answer pings after it: no RefCell borrow across an await.
-        let parsed = {
-            let mut stats = stats.borrow_mut();
-            if plan.sse {
-                Ok((consume_sse(&pending, &mut tracker, now_us, in_window, &mut stats), Vec::new()))
-            } else {
-                consume_ws(&pending, plan.socketio, &mut tracker, now_us, in_window, &mut stats)
-            }
-        };
+        let parsed = consume_ws(&pending, plan.socketio, &mut tracker, now_us, in_window, &mut stats.borrow_mut());
         let Ok((consumed, replies)) = parsed else { return true };
         for (op, payload) in replies {
             if stream.write_all(&ws::client_frame(op, &payload)).await.is_err() {
@@ -426,24 +422,59 @@ async fn read_loop(
             }
         }
         pending.drain(..consumed);
-        let read = if chunked {
-            tokio::select! {
-                biased;
-                read = stream.read(&mut raw) => read.inspect(|&n| dechunker.feed(&raw[..n], &mut pending)),
-                () = &mut end => return false,
-            }
-        } else {
-            pending.reserve(READ_SIZE);
-            tokio::select! {
-                biased;
-                read = stream.read_buf(&mut pending) => read,
-                () = &mut end => return false,
+        pending.reserve(READ_SIZE);
+        let read = tokio::select! {
+            biased;
+            read = stream.read_buf(&mut pending) => read,
+            () = &mut end => return false,
+        };
+        if matches!(read, Ok(0) | Err(_)) {
+            return true;
+        }
+    }
+}
+
+/// [`read_loop`] for SSE: each read is de-chunked (when chunked) and split into lines where
+/// it lies; only a line cut by the end of a read is copied.
+async fn read_sse(
+    plan: &Plan,
+    mut stream: TcpStream,
+    leftover: &[u8],
+    chunked: bool,
+    mut tracker: Tracker,
+    stats: &RefCell<Stats>,
+) -> bool {
+    let mut dechunker = chunked.then(Dechunker::default);
+    let mut lines = Lines::default();
+    let mut consume = |bytes: &[u8], now_us: u64, in_window: bool| {
+        let mut stats = stats.borrow_mut();
+        let mut on_line = |line: &[u8]| {
+            if let Some(data) = line.strip_prefix(b"data: ") {
+                tracker.on_message(data, now_us, in_window, &mut stats);
             }
         };
-        match read {
-            Ok(0) | Err(_) => return true,
-            Ok(_) => {}
+        match dechunker.as_mut() {
+            Some(dechunker) => dechunker.feed_with(bytes, |body| lines.feed(body, &mut on_line)),
+            None => lines.feed(bytes, &mut on_line),
         }
+    };
+    let Some((now_us, in_window)) = stamp(plan) else { return false };
+    consume(leftover, now_us, in_window);
+    let mut raw = vec![0u8; READ_SIZE];
+    let end = tokio::time::sleep_until(plan.end.into());
+    tokio::pin!(end);
+    loop {
+        let read = tokio::select! {
+            biased;
+            read = stream.read(&mut raw) => read,
+            () = &mut end => return false,
+        };
+        let n = match read {
+            Ok(0) | Err(_) => return true,
+            Ok(n) => n,
+        };
+        let Some((now_us, in_window)) = stamp(plan) else { return false };
+        consume(&raw[..n], now_us, in_window);
     }
 }
 
@@ -478,19 +509,6 @@ fn consume_ws(buf: &[u8], socketio: bool, tracker: &mut Tracker, now_us: u64, in
         offset += total;
     }
     Ok((offset, replies))
-}
-
-/// Handles complete lines of the event stream; returns bytes consumed.
-fn consume_sse(buf: &[u8], tracker: &mut Tracker, now_us: u64, in_window: bool, stats: &mut Stats) -> usize {
-    let mut offset = 0;
-    while let Some(len) = buf[offset..].iter().position(|&b| b == b'\n') {
-        let line = &buf[offset..offset + len];
-        if let Some(data) = line.strip_prefix(b"data: ") {
-            tracker.on_message(data, now_us, in_window, stats);
-        }
-        offset += len + 1;
-    }
-    offset
 }
 
 #[cfg(test)]
