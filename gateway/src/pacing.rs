@@ -309,8 +309,10 @@ mod tests {
             let mut seen = Seen::default();
             let mut windows = Vec::new();
             for _ in 0..40 {
-                pacing.delivered.fetch_add(frames, Ordering::Relaxed);
-                pacing.writes.fetch_add(writes, Ordering::Relaxed);
+                // Through the connections' own call, `frames` spread over `writes` calls.
+                for write in 0..writes {
+                    pacing.add_delivered(frames / writes + u64::from(write < frames % writes));
+                }
                 windows.push(pacing.update(&mut seen, Duration::from_millis(100), connections, Some(busy)));
             }
             windows

@@ -404,7 +404,13 @@ fn stamp(plan: &Plan) -> Option<(u64, bool)> {
 }
 
 /// [`read_loop`] for WebSocket: bytes are read straight into `pending` and parsed there.
-async fn read_ws(plan: &Plan, mut stream: TcpStream, leftover: Vec<u8>, mut tracker: Tracker, stats: &RefCell<Stats>) -> bool {
+async fn read_ws(
+    plan: &Plan,
+    mut stream: TcpStream,
+    leftover: Vec<u8>,
+    mut tracker: Tracker,
+    stats: &RefCell<Stats>,
+) -> bool {
     let mut pending = Vec::with_capacity(READ_SIZE.max(leftover.len()));
     pending.extend_from_slice(&leftover);
     // One timer for the connection's whole life: a timeout around every read cost a timer

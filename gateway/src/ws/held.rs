@@ -6,9 +6,9 @@
 //! and wrote. Two polls, a timer and often a wake-up from another thread for every write made
 //! a write held for the window cost half as much again as one written at once, or more
 //! (8.4–10.5 µs of CPU against 5.5 on a slow host's 1,000 dashboards), so the window bought
-//! back less CPU than it cost in latency. Here the connection stays parked, its ticks wait in the engine's ring,
-//! nothing wakes it for the ticks that follow, and when the window ends the flusher writes
-//! them all with one `send`, as a wake-up would have (see `direct`).
+//! back less CPU than it cost in latency. Here the connection stays parked, its ticks wait
+//! in the engine's ring, nothing wakes it for the ticks that follow, and when the window
+//! ends the flusher writes them all with one `send`, as a wake-up would have (see `direct`).
 //!
 //! The queue is ordered by when each window ends. An entry is a promise to look, not a
 //! claim on the socket: when it comes due the flusher takes the connection's lock and writes
@@ -157,7 +157,7 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::config::GatewayConfig;
+    use crate::{config::GatewayConfig, pacing::Seen};
 
     #[derive(Default)]
     struct CountingWaker(AtomicUsize);
@@ -196,7 +196,7 @@ mod tests {
         let state = State::new(engine.clone(), config, CancellationToken::new());
         // Far over a budget of one write a second: the window opens, at its cap.
         state.pacing.add_delivered(1_000);
-        assert_eq!(state.pacing.update(&mut crate::pacing::Seen::default(), Duration::from_millis(100), 1, None), WINDOW);
+        assert_eq!(state.pacing.update(&mut Seen::default(), Duration::from_millis(100), 1, None), WINDOW);
 
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let mut client = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
