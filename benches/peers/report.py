@@ -5,7 +5,8 @@ Usage:
     python3 benches/peers/report.py benches/results/<UTC timestamp> [--no-plot]
 
 Prints Markdown: one table per scenario (server, msgs/s, p50/p99/p99.9 ms, server CPU %,
-RSS per connection, gaps, conflated), then the ratio table (tickfeed ÷ peer for msgs/s;
+RSS per connection, gaps, conflated, and how late the server's simulator published), then
+the ratio table (tickfeed ÷ peer for msgs/s;
 peer ÷ tickfeed for p99, RSS per connection and server CPU). A folder of several rounds
 (`run.sh --rounds N`) gets one row per server × scenario × step: each figure's median over
 the rounds, with the range of p99 in brackets, and the ratios from those medians. Writes
@@ -145,7 +146,7 @@ def merge_rounds(rows):
         result["rounds"] = len(results)
         loads = [row["load1"] for row in group if row.get("load1") is not None]
         out.append({"server": item[0], "scenario": item[1], "step": item[2], "result": result,
-                    "load1": max(loads) if loads else None})
+                    "load1": max(loads) if loads else None, "source": merge_sources(group)})
     return out
 
 
@@ -200,6 +201,26 @@ def short_error(text, limit=170):
     return f"{head}: …{rest[-(limit - len(head) - 3):]}"
 
 
+def merge_sources(group):
+    """The simulator's counts over the rounds that reported them: sums, and the latest tick."""
+    sources = [row["source"] for row in group if isinstance(row.get("source"), dict)]
+    if not sources:
+        return None
+    counts = ("published", "skipped", "late_over_2ms", "late_over_5ms")
+    merged = {key: sum(s.get(key, 0) for s in sources) for key in counts}
+    merged["late_max_us"] = max(s.get("late_max_us", 0) for s in sources)
+    return merged
+
+
+def fmt_late(row):
+    """Shares of the published ticks the server's simulator sent more than 2 and 5 ms late."""
+    source = row.get("source")
+    if not isinstance(source, dict) or not source.get("published"):
+        return ""
+    share = lambda key: 100.0 * source.get(key, 0) / source["published"]
+    return f"{share('late_over_2ms'):.1f} / {share('late_over_5ms'):.1f}"
+
+
 def fmt_load(row):
     load = row.get("load1")
     return "" if load is None else f"{load:.1f}"
@@ -208,9 +229,9 @@ def fmt_load(row):
 def row_cells(row):
     """The cells after the server (and step) columns."""
     if "skipped" in row:
-        return [row["skipped"]] + [""] * 9
+        return [row["skipped"]] + [""] * 10
     if "error" in row or not isinstance(row.get("result"), dict):
-        return ["**error**: " + short_error(row.get("error", "no result"))] + [""] * 8 + [fmt_load(row)]
+        return ["**error**: " + short_error(row.get("error", "no result"))] + [""] * 8 + [fmt_load(row), ""]
     r = row["result"]
     if not r.get("ticks"):
         # No live ticks (the idle scenario): no latency to speak of.
@@ -241,6 +262,7 @@ def row_cells(row):
         fmt_num(r.get("conflated_skipped")),
         connected + (" (" + ", ".join(issues) + ")" if issues else ""),
         fmt_load(row),
+        fmt_late(row),
     ]
 
 
@@ -279,7 +301,8 @@ def report(rows, machine):
         lines.append("")
     scenarios = order({r.get("scenario") for r in rows}, SCENARIOS)
     servers = order({r.get("server") for r in rows}, SERVERS)
-    header_tail = ["msgs/s", "p50 ms", "p99 ms", "p99.9 ms", "server CPU %", "RSS/conn", "gaps", "conflated", "connected", "load"]
+    header_tail = ["msgs/s", "p50 ms", "p99 ms", "p99.9 ms", "server CPU %", "RSS/conn", "gaps", "conflated",
+                   "connected", "load", "late % >2/>5 ms"]
     ratio_rows = []
     for scenario in scenarios:
         mine = [r for r in rows if r.get("scenario") == scenario]
@@ -319,7 +342,10 @@ def report(rows, machine):
         lines.append(
             "connected: connections open when the measurement window started / asked for (later ones still "
             "count their messages). load: the machine's 1-minute load average after the run (2 cores; "
-            "above ~2 means other processes competed with the server or the load tool)."
+            "above ~2 means other processes competed with the server or the load tool). late: the shares of "
+            "ticks the server's own simulator published more than 2 and more than 5 ms after they were due. "
+            "Every server stamps `ts` as it publishes, so the latencies above do not include that wait: a "
+            "server whose core is too busy to publish on time looks faster by as much."
         )
         lines.append("")
     if any(isinstance(r.get("result"), dict) and r["result"].get("rounds", 1) > 1 for r in rows):

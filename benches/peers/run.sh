@@ -191,13 +191,16 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# append_row SERVER SCENARIO STEP KIND [TEXT|FILE]: KIND is result (FILE: fanout's stdout),
-# error (TEXT) or skipped (TEXT). The row is of the current round.
+# append_row SERVER SCENARIO STEP KIND [TEXT|FILE [SERVER_LOG]]: KIND is result (FILE:
+# fanout's stdout), error (TEXT) or skipped (TEXT). The row is of the current round. With
+# SERVER_LOG, the simulator's last words there (how many ticks it published and how late,
+# the same line from tickfeed and from the peers' sim.js) go in as the row's "source".
 append_row() {
   python3 - "$results" "$1" "$2" "$3" "$round" "${@:4}" << 'PY'
-import json, sys
+import json, re, sys
 results, server, scenario, step, round_, kind = sys.argv[1:7]
 arg = sys.argv[7] if len(sys.argv) > 7 else ""
+server_log = sys.argv[8] if len(sys.argv) > 8 else None
 row = {"server": server, "scenario": scenario, "step": int(step) if step.isdigit() else None, "round": int(round_)}
 try:
     load1 = float(open("/proc/loadavg").read().split()[0])
@@ -214,6 +217,14 @@ if kind == "result":
         row["result"] = last
     else:
         row["error"] = "the load tool printed no JSON line"
+    try:
+        stopped = [l for l in open(server_log, errors="replace") if "simulator stopped" in l] if server_log else []
+    except OSError:
+        stopped = []
+    keys = ("published", "skipped", "late_over_2ms", "late_over_5ms", "late_max_us")
+    fields = dict(re.findall(r"\b(" + "|".join(keys) + r")=(\d+)", stopped[-1])) if stopped else {}
+    if len(fields) == len(keys):
+        row["source"] = {key: int(fields[key]) for key in keys}
 else:
     row[kind] = arg
 if kind != "skipped":
@@ -300,7 +311,7 @@ run_one() {
   elif (( ! alive )); then
     append_row "$server" "$scenario" "$step" error "server died during the run: $(last_words "$log.server.log")"
   else
-    append_row "$server" "$scenario" "$step" result "$log.fanout.log"
+    append_row "$server" "$scenario" "$step" result "$log.fanout.log" "$log.server.log"
   fi
 }
 

@@ -36,10 +36,18 @@ function makeSim({ symbols = 100, rate = 1000, seed = 42 } = {}) {
     if (rate <= 0) return;
     const started = performance.now();
     let published = 0;
+    const late = { skipped: 0, over2ms: 0, over5ms: 0, maxUs: 0 };
+    reportOnExit(() => published - late.skipped, late);
     setInterval(() => {
-      const due = Math.floor(((performance.now() - started) / 1000) * rate);
+      const elapsed = (performance.now() - started) / 1000;
+      const due = Math.floor(elapsed * rate);
       // Never burst more than 100 ms worth after a stall.
-      if (due - published > rate / 10) published = due - Math.ceil(rate / 10);
+      if (due - published > rate / 10) {
+        const from = due - Math.ceil(rate / 10);
+        late.skipped += from - published;
+        published = from;
+      }
+      countLate(late, published + 1, due, elapsed, rate);
       for (; published < due; published++) {
         const i = Math.floor(random() * names.length);
         onTick(names[i], tick(i));
@@ -48,6 +56,29 @@ function makeSim({ symbols = 100, rate = 1000, seed = 42 } = {}) {
   }
 
   return { names, sorted: names.slice().sort(), start };
+}
+
+// How late ticks `first..last` (the n-th due n / rate seconds after the start) went out,
+// `elapsed` seconds in: the part of a tick's wait its `ts`, stamped here as it is sent,
+// cannot show. The same count as tickfeed's simulator keeps, so a comparison can tell
+// whether each server's source kept up.
+function countLate(late, first, last, elapsed, rate) {
+  if (first > last) return;
+  const over = (limit) => Math.min(Math.max(Math.ceil((elapsed - limit) * rate) - first, 0), last - first + 1);
+  late.over2ms += over(0.002);
+  late.over5ms += over(0.005);
+  late.maxUs = Math.max(late.maxUs, Math.round((elapsed - first / rate) * 1e6));
+}
+
+// On SIGTERM or SIGINT, one line in tickfeed's words, which `run.sh` reads from the log.
+function reportOnExit(published, late) {
+  const report = () => {
+    process.stderr.write(`simulator stopped published=${published()} skipped=${late.skipped} ` +
+      `late_over_2ms=${late.over2ms} late_over_5ms=${late.over5ms} late_max_us=${Math.max(late.maxUs, 0)}\n`);
+    process.exit(0);
+  };
+  process.once('SIGTERM', report);
+  process.once('SIGINT', report);
 }
 
 function argsFromEnv() {

@@ -91,3 +91,25 @@ fn a_run_whose_clocks_disagreed_is_marked_and_its_p99_not_compared() {
     // msgs/s and CPU still compare; p99 does not.
     assert_eq!(rows_starting(&text, "| firehose | uwebsockets | 1.00× | – | 1.00× | 1.20× |").len(), 1, "{text}");
 }
+
+/// The simulator's counts from the server's log: shares of its published ticks more than 2
+/// and 5 ms late, summed over the rounds; a row without them (an older run) leaves it blank.
+#[test]
+fn how_late_each_source_published_is_summed_over_the_rounds() {
+    let dir = std::env::temp_dir().join(format!("tickfeed-peer-report-late-{}", std::process::id()));
+    let mut rows = Vec::new();
+    for (round, (over_2ms, over_5ms)) in [(100, 0), (300, 50)].into_iter().enumerate() {
+        let mut row = result_row("tickfeed", "dashboard", round as u32 + 1, 1_000, 5_000, 80.0);
+        row["source"] = json!({"published": 10_000, "skipped": 0, "late_over_2ms": over_2ms,
+                               "late_over_5ms": over_5ms, "late_max_us": 6_000 + round});
+        rows.push(row);
+    }
+    rows.push(result_row("uwebsockets", "dashboard", 1, 1_000, 5_000, 90.0));
+    let text = report(&dir, &rows);
+    std::fs::remove_dir_all(&dir).ok();
+    // 400 and 50 of 20,000.
+    let mine = rows_starting(&text, "| tickfeed | 2,000 |");
+    assert!(mine.len() == 1 && mine[0].ends_with("| 2.0 / 0.2 |"), "{text}");
+    let peer = rows_starting(&text, "| uwebsockets | 2,000 |");
+    assert!(peer.len() == 1 && peer[0].ends_with("|  |"), "{text}");
+}

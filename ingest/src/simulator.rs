@@ -144,7 +144,51 @@ fn run(engine: &Engine, config: &SimConfig, shutdown: &CancellationToken, stats:
         }
         std::thread::sleep(pacer.pause(start.elapsed(), elapsed));
     }
-    info!(published = pacer.sent - pacer.skipped, "simulator stopped");
+    // One line a benchmark can read (`benches/peers/run.sh` does): how many ticks went out
+    // and how late, which no tick's `ts` shows.
+    let late = pacer.late;
+    info!(
+        published = pacer.sent - pacer.skipped,
+        skipped = pacer.skipped,
+        late_over_2ms = late.over_2ms,
+        late_over_5ms = late.over_5ms,
+        late_max_us = late.max.as_micros() as u64,
+        "simulator stopped"
+    );
+}
+
+/// How late published ticks went out, against when each was due: the `n`-th tick of the run
+/// `n / rate` after the start. The engine stamps `ts` as it publishes, so a tick's `ts` does
+/// not show this part of its wait: a simulator held up by a busy core publishes late, and
+/// every latency measured from `ts` looks shorter by as much. Reported when the simulator
+/// stops, so a benchmark can tell whether the source kept up.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Lateness {
+    /// Ticks published more than 2 ms after they were due.
+    over_2ms: u64,
+    /// Ticks published more than 5 ms after they were due.
+    over_5ms: u64,
+    /// The latest any tick went out.
+    max: Duration,
+}
+
+impl Lateness {
+    /// Counts ticks `first..=last` of the run, published `elapsed` into it at `rate`.
+    fn add(&mut self, first: u64, last: u64, elapsed: Duration, rate: f64) {
+        if first > last || rate <= 0.0 {
+            return;
+        }
+        // Tick `n` is more than `limit` late when `n < (elapsed - limit) × rate`; the later
+        // ticks of a batch are the less late, so those are its first ones.
+        let over = |limit: Duration| {
+            let bound = (elapsed.saturating_sub(limit).as_nanos() as f64 * rate / 1e9).ceil() as u64;
+            bound.saturating_sub(first).min(last - first + 1)
+        };
+        self.over_2ms += over(Duration::from_millis(2));
+        self.over_5ms += over(Duration::from_millis(5));
+        let first_due = Duration::from_secs_f64(first as f64 / rate);
+        self.max = self.max.max(elapsed.saturating_sub(first_due));
+    }
 }
 
 /// Ticks to publish now.
@@ -163,12 +207,14 @@ struct Pacer {
     /// Ticks accounted for so far, published or skipped.
     sent: u64,
     skipped: u64,
+    /// How late the published ones went out.
+    late: Lateness,
 }
 
 impl Pacer {
     fn new(rate: f64) -> Self {
         let max_backlog = (rate * MAX_BACKLOG.as_secs_f64()).ceil().max(1.0) as u64;
-        Self { rate, max_backlog, sent: 0, skipped: 0 }
+        Self { rate, max_backlog, sent: 0, skipped: 0, late: Lateness::default() }
     }
 
     fn take_due(&mut self, elapsed: Duration) -> Due {
@@ -182,6 +228,9 @@ impl Pacer {
         }
         self.sent += ticks + skipped;
         self.skipped += skipped;
+        if ticks > 0 {
+            self.late.add(self.sent - ticks + 1, self.sent, elapsed, self.rate);
+        }
         Due { ticks, skipped }
     }
 
@@ -250,6 +299,24 @@ mod tests {
         let took = Duration::from_micros(300);
         assert_eq!(pacer.pause(began + took, began), MIN_PAUSE - took);
         assert_eq!(pacer.pause(began + 2 * MIN_PAUSE, began), Duration::ZERO);
+    }
+
+    /// Each tick's lateness counts from when it was due: at 1,000 ticks/s the tenth is due
+    /// at 10 ms, the first at 1 ms.
+    #[test]
+    fn lateness_counts_each_tick_from_when_it_was_due() {
+        let mut pacer = Pacer::new(1_000.0);
+        pacer.take_due(Duration::from_millis(10));
+        // Ticks 1–10, 9 ms to 0 late: 1–7 more than 2 ms, 1–4 more than 5 ms.
+        assert_eq!(pacer.late, Lateness { over_2ms: 7, over_5ms: 4, max: Duration::from_millis(9) });
+        pacer.take_due(Duration::from_millis(11));
+        assert_eq!(pacer.late, Lateness { over_2ms: 7, over_5ms: 4, max: Duration::from_millis(9) }, "on time");
+
+        // After a stall only the ticks published count, skipped ones apart: 951–1000 of a
+        // second's 1,000, 49 ms to 0 late.
+        let mut pacer = Pacer::new(1_000.0);
+        assert_eq!(pacer.take_due(Duration::from_secs(1)), Due { ticks: 50, skipped: 950 });
+        assert_eq!(pacer.late, Lateness { over_2ms: 47, over_5ms: 44, max: Duration::from_millis(49) });
     }
 
     #[test]
