@@ -87,7 +87,7 @@ def load(folder):
 
 # Figures a row of several rounds shows as their median over the rounds.
 MEDIAN_FIELDS = ("msgs_per_s", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "server_cpu_pct",
-                 "rss_per_connection_bytes", "client_cpu_pct")
+                 "rss_per_connection_bytes", "client_cpu_pct", "src_p50_us", "src_p99_us", "src_p999_us")
 # Counts it sums, so a loss or failure in any round shows.
 SUM_FIELDS = ("ticks", "gaps", "conflated_skipped", "connect_errors", "dropped")
 
@@ -143,6 +143,8 @@ def merge_rounds(rows):
         result["latency_trusted"] = all(r.get("latency_trusted", True) for r in results)
         p99s = [r["p99_us"] for r in results if r.get("p99_us") is not None]
         result["p99_range"] = [min(p99s), max(p99s)] if p99s else None
+        src_p99s = [r["src_p99_us"] for r in results if r.get("src_p99_us") is not None]
+        result["src_p99_range"] = [min(src_p99s), max(src_p99s)] if src_p99s else None
         result["rounds"] = len(results)
         loads = [row["load1"] for row in group if row.get("load1") is not None]
         out.append({"server": item[0], "scenario": item[1], "step": item[2], "result": result,
@@ -187,9 +189,9 @@ def ratio(a, b):
     return a / b
 
 
-def trusted_p99(result):
+def trusted_p99(result, field="p99_us"):
     """The p99 to compare, or None when the load tool said the clocks disagreed in the run."""
-    return None if result.get("latency_trusted") is False else result.get("p99_us")
+    return None if result.get("latency_trusted") is False else result.get(field)
 
 
 def short_error(text, limit=170):
@@ -229,9 +231,9 @@ def fmt_load(row):
 def row_cells(row):
     """The cells after the server (and step) columns."""
     if "skipped" in row:
-        return [row["skipped"]] + [""] * 10
+        return [row["skipped"]] + [""] * 11
     if "error" in row or not isinstance(row.get("result"), dict):
-        return ["**error**: " + short_error(row.get("error", "no result"))] + [""] * 8 + [fmt_load(row), ""]
+        return ["**error**: " + short_error(row.get("error", "no result"))] + [""] * 8 + [fmt_load(row), "", ""]
     r = row["result"]
     if not r.get("ticks"):
         # No live ticks (the idle scenario): no latency to speak of.
@@ -251,6 +253,9 @@ def row_cells(row):
     p99 = fmt_ms(r.get("p99_us"))
     if r.get("rounds", 1) > 1 and r.get("p99_range") and r.get("p99_us") is not None:
         p99 += " ({}–{})".format(*(fmt_ms(v) for v in r["p99_range"]))
+    src_p99 = fmt_ms(r.get("src_p99_us")) if r.get("src_p99_us") is not None else ""
+    if src_p99 and r.get("rounds", 1) > 1 and r.get("src_p99_range"):
+        src_p99 += " ({}–{})".format(*(fmt_ms(v) for v in r["src_p99_range"]))
     return [
         fmt_num(r.get("msgs_per_s")),
         fmt_ms(r.get("p50_us")),
@@ -263,6 +268,7 @@ def row_cells(row):
         connected + (" (" + ", ".join(issues) + ")" if issues else ""),
         fmt_load(row),
         fmt_late(row),
+        src_p99,
     ]
 
 
@@ -302,7 +308,7 @@ def report(rows, machine):
     scenarios = order({r.get("scenario") for r in rows}, SCENARIOS)
     servers = order({r.get("server") for r in rows}, SERVERS)
     header_tail = ["msgs/s", "p50 ms", "p99 ms", "p99.9 ms", "server CPU %", "RSS/conn", "gaps", "conflated",
-                   "connected", "load", "late % >2/>5 ms"]
+                   "connected", "load", "late % >2/>5 ms", "p99 from due ms"]
     ratio_rows = []
     for scenario in scenarios:
         mine = [r for r in rows if r.get("scenario") == scenario]
@@ -332,6 +338,7 @@ def report(rows, machine):
                         fmt_ratio(ratio(trusted_p99(p), trusted_p99(b))),
                         fmt_ratio(ratio(p.get("rss_per_connection_bytes"), b.get("rss_per_connection_bytes"))),
                         fmt_ratio(ratio(p.get("server_cpu_pct"), b.get("server_cpu_pct"))),
+                        fmt_ratio(ratio(trusted_p99(p, "src_p99_us"), trusted_p99(b, "src_p99_us"))),
                     ]
                 )
         lines.append(f"### {scenario}")
@@ -345,7 +352,8 @@ def report(rows, machine):
             "above ~2 means other processes competed with the server or the load tool). late: the shares of "
             "ticks the server's own simulator published more than 2 and more than 5 ms after they were due. "
             "Every server stamps `ts` as it publishes, so the latencies above do not include that wait: a "
-            "server whose core is too busy to publish on time looks faster by as much."
+            "server whose core is too busy to publish on time looks faster by as much. p99 from due: the p99 "
+            "measured from each tick's `src_ts`, when the simulator says it was due, which includes it."
         )
         lines.append("")
     if any(isinstance(r.get("result"), dict) and r["result"].get("rounds", 1) > 1 for r in rows):
@@ -358,11 +366,12 @@ def report(rows, machine):
         lines.append("### tickfeed against each peer")
         lines.append("")
         lines.append(
-            "msgs/s: tickfeed ÷ peer; p99, RSS/conn and server CPU: peer ÷ tickfeed (above 1× favours tickfeed; "
-            "– where a side has no number)."
+            "msgs/s: tickfeed ÷ peer; p99, RSS/conn, server CPU and p99 from due: peer ÷ tickfeed (above 1× "
+            "favours tickfeed; – where a side has no number)."
         )
         lines.append("")
-        lines.append(table(["scenario", "peer", "msgs/s", "p99", "RSS/conn", "server CPU"], ratio_rows))
+        header = ["scenario", "peer", "msgs/s", "p99", "RSS/conn", "server CPU", "p99 from due"]
+        lines.append(table(header, ratio_rows))
         lines.append("")
     return "\n".join(lines)
 

@@ -24,17 +24,20 @@ function makeSim({ symbols = 100, rate = 1000, seed = 42 } = {}) {
   const seq = names.map(() => 0);
   const normal = () => Math.sqrt(-2 * Math.log(random() || 1e-12)) * Math.cos(2 * Math.PI * random());
 
-  function tick(i) {
+  // `src_ts`: when the tick was due, the simulated market's own time, as tickfeed's
+  // simulator publishes it; `ts` is when it is sent.
+  function tick(i, dueUs) {
     price[i] *= Math.exp(0.0005 * normal());
     const p = Math.round(price[i] * 100) / 100;
     seq[i] += 1;
     const size = 1 + Math.floor(random() * 500);
-    return `{"type":"tick","symbol":"${names[i]}","seq":${seq[i]},"ts":${nowUs()},"price":${p},"size":${size},"bid":${Math.round((p - 0.01) * 100) / 100},"ask":${Math.round((p + 0.01) * 100) / 100}}`;
+    return `{"type":"tick","symbol":"${names[i]}","seq":${seq[i]},"ts":${nowUs()},"src_ts":${dueUs},"price":${p},"size":${size},"bid":${Math.round((p - 0.01) * 100) / 100},"ask":${Math.round((p + 0.01) * 100) / 100}}`;
   }
 
   function start(onTick) {
     if (rate <= 0) return;
     const started = performance.now();
+    const startedUs = (performance.timeOrigin + started) * 1000;
     let published = 0;
     const late = { skipped: 0, over2ms: 0, over5ms: 0, maxUs: 0 };
     reportOnExit(() => published - late.skipped, late);
@@ -50,7 +53,7 @@ function makeSim({ symbols = 100, rate = 1000, seed = 42 } = {}) {
       countLate(late, published + 1, due, elapsed, rate);
       for (; published < due; published++) {
         const i = Math.floor(random() * names.length);
-        onTick(names[i], tick(i));
+        onTick(names[i], tick(i, Math.floor(startedUs + ((published + 1) * 1e6) / rate)));
       }
     }, 1);
   }

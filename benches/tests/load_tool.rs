@@ -52,7 +52,8 @@ async fn run_fanout(args: &[&str]) -> (String, Value) {
 }
 
 /// What every clean run shows: all connected and stayed, ticks at the simulator's rate
-/// times the connections, snapshots on subscribe, no seq gaps, latencies measured.
+/// times the connections, snapshots on subscribe, no seq gaps, latencies measured, from the
+/// engine's `ts` and from the simulator's `src_ts`.
 fn assert_clean(report: &Value) {
     assert_eq!(report["connected"], CONNECTIONS, "{report}");
     assert_eq!((report["connect_errors"].as_u64(), report["dropped"].as_u64()), (Some(0), Some(0)), "{report}");
@@ -65,6 +66,11 @@ fn assert_clean(report: &Value) {
     assert!(p50 > 0 && p50 <= max && max < 10_000_000, "{report}");
     // One host, one clock: nothing arrives before it was stamped.
     assert_eq!((report["early_ticks"].as_u64(), &report["latency_trusted"]), (Some(0), &Value::Bool(true)), "{report}");
+    // Every simulated tick says when it was due, no later than it was published: measured
+    // from then, each wait is at least as long.
+    assert_eq!(report["src_ticks"], report["ticks"], "{report}");
+    let (p99, src_p99) = (report["p99_us"].as_u64().expect("p99"), report["src_p99_us"].as_u64().expect("src p99"));
+    assert!(src_p99 >= p99, "{report}");
 }
 
 /// A gateway, the tool against the URL `url_of` gives for it, and a clean report.

@@ -93,7 +93,8 @@ fn a_run_whose_clocks_disagreed_is_marked_and_its_p99_not_compared() {
 }
 
 /// The simulator's counts from the server's log: shares of its published ticks more than 2
-/// and 5 ms late, summed over the rounds; a row without them (an older run) leaves it blank.
+/// and 5 ms late, summed over the rounds, and the p99 from each tick's due time with its
+/// ratio; a row without them (an older run, a server without `src_ts`) leaves them blank.
 #[test]
 fn how_late_each_source_published_is_summed_over_the_rounds() {
     let dir = std::env::temp_dir().join(format!("tickfeed-peer-report-late-{}", std::process::id()));
@@ -102,14 +103,23 @@ fn how_late_each_source_published_is_summed_over_the_rounds() {
         let mut row = result_row("tickfeed", "dashboard", round as u32 + 1, 1_000, 5_000, 80.0);
         row["source"] = json!({"published": 10_000, "skipped": 0, "late_over_2ms": over_2ms,
                                "late_over_5ms": over_5ms, "late_max_us": 6_000 + round});
+        row["result"]["src_p99_us"] = json!(8_000 + 1_000 * round);
         rows.push(row);
     }
-    rows.push(result_row("uwebsockets", "dashboard", 1, 1_000, 5_000, 90.0));
+    let mut peer = result_row("uwebsockets", "dashboard", 1, 1_000, 5_000, 90.0);
+    peer["result"]["src_p99_us"] = json!(17_000);
+    rows.push(peer);
+    rows.push(result_row("node-ws", "dashboard", 1, 1_000, 5_000, 90.0));
     let text = report(&dir, &rows);
     std::fs::remove_dir_all(&dir).ok();
-    // 400 and 50 of 20,000.
+    // 400 and 50 of 20,000; p99 from the source 8 and 9 ms.
     let mine = rows_starting(&text, "| tickfeed | 2,000 |");
-    assert!(mine.len() == 1 && mine[0].ends_with("| 2.0 / 0.2 |"), "{text}");
+    assert!(mine.len() == 1 && mine[0].ends_with("| 2.0 / 0.2 | 8.50 (8.00–9.00) |"), "{text}");
     let peer = rows_starting(&text, "| uwebsockets | 2,000 |");
-    assert!(peer.len() == 1 && peer[0].ends_with("|  |"), "{text}");
+    assert!(peer.len() == 1 && peer[0].ends_with("|  | 17.00 |"), "{text}");
+    // Without a source, no cells and no ratio from it.
+    let old = rows_starting(&text, "| node-ws | 2,000 |");
+    assert!(old.len() == 1 && old[0].ends_with("|  |  |"), "{text}");
+    assert_eq!(rows_starting(&text, "| dashboard | uwebsockets | 1.00× | 1.00× | 1.00× | 1.12× | 2.00× |").len(), 1, "{text}");
+    assert_eq!(rows_starting(&text, "| dashboard | node-ws | 1.00× | 1.00× | 1.00× | 1.12× | – |").len(), 1, "{text}");
 }

@@ -17,7 +17,7 @@
 use std::{
     sync::Arc,
     thread::JoinHandle,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use feed_engine::{Engine, Quote};
@@ -125,6 +125,7 @@ fn run(engine: &Engine, config: &SimConfig, shutdown: &CancellationToken, stats:
     let mut pacer = Pacer::new(config.rate);
     let mut throttle = WarnThrottle::default();
     let start = Instant::now();
+    let clock = DueClock::new(config.rate);
     while !shutdown.is_cancelled() {
         let elapsed = start.elapsed();
         let due = pacer.take_due(elapsed);
@@ -134,10 +135,15 @@ fn run(engine: &Engine, config: &SimConfig, shutdown: &CancellationToken, stats:
             }
         }
         let mut remaining = due.ticks;
+        // The run's number of the next tick, for its `src_ts`.
+        let mut n = pacer.sent - due.ticks;
         while remaining > 0 {
             let batch = remaining.min(MAX_BATCH as u64) as usize;
             quotes.clear();
-            quotes.extend((0..batch).map(|_| market.step().quote(&names)));
+            quotes.extend((0..batch).map(|_| {
+                n += 1;
+                Quote { src_ts_us: Some(clock.due_us(n)), ..market.step().quote(&names) }
+            }));
             let published = engine.publish_batch(&quotes);
             stats.add_published(SourceKind::Simulator, published as u64);
             remaining -= batch as u64;
@@ -188,6 +194,28 @@ impl Lateness {
         self.over_5ms += over(Duration::from_millis(5));
         let first_due = Duration::from_secs_f64(first as f64 / rate);
         self.max = self.max.max(elapsed.saturating_sub(first_due));
+    }
+}
+
+/// When each tick of the run was due, as the simulated market's own time: published as the
+/// tick's `src_ts`, so a client measures from when the tick happened, not only from when
+/// the engine got it (`ts`), and a simulator held up by a busy core cannot hide the wait.
+#[derive(Debug, Clone, Copy)]
+struct DueClock {
+    /// The wall clock at the start, µs since the Unix epoch.
+    start_us: i64,
+    rate: f64,
+}
+
+impl DueClock {
+    fn new(rate: f64) -> Self {
+        let start_us = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+        Self { start_us, rate }
+    }
+
+    /// The `n`-th tick's due time (the first is due `1 / rate` after the start).
+    fn due_us(&self, n: u64) -> i64 {
+        self.start_us + (n as f64 * 1e6 / self.rate) as i64
     }
 }
 

@@ -17,8 +17,11 @@ async fn join(handle: std::thread::JoinHandle<()>) {
     tokio::task::spawn_blocking(move || handle.join().expect("simulator thread panicked")).await.expect("join task");
 }
 
-/// The first `count` ticks of a simulator, without the engine's `ts`.
+/// The first `count` ticks of a simulator, without the engine's `ts` and the market's
+/// `src_ts`. On the way it checks that `src_ts`, when each tick was due, steps by exactly
+/// `1 / rate` from tick to tick and is never later than `ts`, when it was published.
 async fn first_ticks(config: SimConfig, count: usize) -> Vec<(String, u64, serde_json::Value)> {
+    let rate = config.rate;
     let engine = engine(1 << 16);
     let mut subscriber = subscribe_all(&engine);
     let shutdown = CancellationToken::new();
@@ -26,11 +29,19 @@ async fn first_ticks(config: SimConfig, count: usize) -> Vec<(String, u64, serde
     let ticks = collect(&mut subscriber, count).await;
     shutdown.cancel();
     join(thread).await;
+    let mut first_src_ts = None;
     ticks
         .into_iter()
-        .map(|mut tick| {
+        .enumerate()
+        .map(|(i, mut tick)| {
             let object = tick.json.as_object_mut().expect("a tick is an object");
-            object.remove("ts").expect("every tick has ts");
+            let ts = object.remove("ts").and_then(|ts| ts.as_i64()).expect("every tick has ts");
+            let src_ts = object.remove("src_ts").and_then(|ts| ts.as_i64()).expect("every tick has src_ts");
+            assert!(src_ts <= ts, "tick {i}: due at {src_ts}, published at {ts}");
+            let first = first_src_ts.get_or_insert(src_ts);
+            // The first tick is due 1 / rate after the start; rounding down to whole µs.
+            let expected = (i as f64 * 1e6 / rate) as i64;
+            assert!((src_ts - *first - expected).abs() <= 1, "tick {i}: src_ts {src_ts}, first {first}");
             (tick.symbol, tick.seq, tick.json)
         })
         .collect()

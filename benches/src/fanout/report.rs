@@ -7,6 +7,10 @@ use hdrhistogram::Histogram;
 pub struct Stats {
     /// End-to-end latency of live ticks in the measurement window, µs.
     pub latency_us: Histogram<u64>,
+    /// Latency from the source's own time (`src_ts`: when a simulated tick was due) of the
+    /// live ticks that carry one, µs: `latency_us` plus however long the tick waited to be
+    /// published, which `ts` cannot show.
+    pub source_latency_us: Histogram<u64>,
     /// Time from connect start to the first server message, µs.
     pub connect_us: Histogram<u64>,
     /// Live ticks received in the window.
@@ -33,6 +37,7 @@ impl Default for Stats {
     fn default() -> Self {
         Self {
             latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("static bounds are valid"),
+            source_latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("static bounds are valid"),
             connect_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("static bounds are valid"),
             ticks: 0,
             snapshots: 0,
@@ -51,6 +56,7 @@ impl Stats {
     pub fn merge(&mut self, other: &Self) {
         // Both histograms share bounds, so adding cannot fail.
         let _ = self.latency_us.add(&other.latency_us);
+        let _ = self.source_latency_us.add(&other.source_latency_us);
         let _ = self.connect_us.add(&other.connect_us);
         self.ticks += other.ticks;
         self.snapshots += other.snapshots;
@@ -151,6 +157,18 @@ impl Report<'_> {
             h.value_at_quantile(0.999),
             h.max()
         );
+        let from_source = &s.source_latency_us;
+        if !from_source.is_empty() {
+            out += &format!(
+                "from src_ts µs  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} ticks carried one)\n",
+                from_source.value_at_quantile(0.5),
+                from_source.value_at_quantile(0.9),
+                from_source.value_at_quantile(0.99),
+                from_source.value_at_quantile(0.999),
+                from_source.max(),
+                from_source.len()
+            );
+        }
         if let Some(warning) = self.clock_warning() {
             out += &format!("LATENCY NOT TRUSTWORTHY: {warning}\n");
         }
@@ -179,6 +197,9 @@ impl Report<'_> {
         let s = self.stats;
         let h = &s.latency_us;
         let opt = |v: Option<f64>| v.map_or("null".to_owned(), |v| format!("{v:.1}"));
+        let from_source = &s.source_latency_us;
+        let source_quantile =
+            |q| if from_source.is_empty() { "null".to_owned() } else { from_source.value_at_quantile(q).to_string() };
         format!(
             concat!(
                 "{{\"scenario\":\"{}\",\"url\":\"{}\",\"connections\":{},\"connected\":{},\"connect_errors\":{},",
@@ -187,7 +208,7 @@ impl Report<'_> {
                 "\"conflated_skipped\":{},\"connect_p50_us\":{},\"connect_p99_us\":{},\"server_cpu_pct\":{},",
                 "\"server_rss_before_kib\":{},\"server_rss_after_kib\":{},\"rss_per_connection_bytes\":{},",
                 "\"client_cpu_pct\":{:.1},\"client_bound\":{},\"early_ticks\":{},\"clock_step_us\":{},",
-                "\"latency_trusted\":{}}}"
+                "\"latency_trusted\":{},\"src_ticks\":{},\"src_p50_us\":{},\"src_p99_us\":{},\"src_p999_us\":{}}}"
             ),
             self.scenario,
             self.url,
@@ -216,7 +237,11 @@ impl Report<'_> {
             self.is_client_bound(),
             s.early,
             self.clock_step_us,
-            self.clock_warning().is_none()
+            self.clock_warning().is_none(),
+            from_source.len(),
+            source_quantile(0.5),
+            source_quantile(0.99),
+            source_quantile(0.999)
         )
     }
 }
@@ -244,7 +269,7 @@ mod tests {
     fn latency_is_trusted_only_with_one_steady_clock() {
         let mut stats = Stats { ticks: 10_000, ..Stats::default() };
         assert_eq!(report(&stats, 0).clock_warning(), None);
-        assert!(report(&stats, 0).json().contains("\"early_ticks\":0,\"clock_step_us\":0,\"latency_trusted\":true}"));
+        assert!(report(&stats, 0).json().contains("\"early_ticks\":0,\"clock_step_us\":0,\"latency_trusted\":true,"));
         // A few early ticks are the two clocks' reading error, not a wrong clock.
         stats.early = 10;
         assert_eq!(report(&stats, -999).clock_warning(), None);
@@ -255,6 +280,21 @@ mod tests {
         let stepped = report(&stats, -1_000);
         assert!(stepped.clock_warning().expect("a step").contains("-1000 µs"));
         assert!(stepped.table().contains("LATENCY NOT TRUSTWORTHY"));
-        assert!(stepped.json().contains("\"clock_step_us\":-1000,\"latency_trusted\":false}"));
+        assert!(stepped.json().contains("\"clock_step_us\":-1000,\"latency_trusted\":false,"));
+    }
+
+    /// Latency from `src_ts` is reported when ticks carried one, and null when none did.
+    #[test]
+    fn latency_from_the_source_is_reported_only_when_measured() {
+        let mut stats = Stats { ticks: 2, ..Stats::default() };
+        let none = report(&stats, 0);
+        assert!(none.json().ends_with("\"src_ticks\":0,\"src_p50_us\":null,\"src_p99_us\":null,\"src_p999_us\":null}"));
+        assert!(!none.table().contains("from src_ts"));
+        for us in [100, 300] {
+            stats.source_latency_us.record(us).expect("in bounds");
+        }
+        let some = report(&stats, 0);
+        assert!(some.json().ends_with("\"src_ticks\":2,\"src_p50_us\":100,\"src_p99_us\":300,\"src_p999_us\":300}"));
+        assert!(some.table().contains("from src_ts µs  p50 100"), "{}", some.table());
     }
 }

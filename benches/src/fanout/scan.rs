@@ -10,6 +10,9 @@ pub struct TickFields<'a> {
     pub seq: u64,
     /// Engine time in microseconds.
     pub ts_us: u64,
+    /// The source's own time in microseconds, if the tick carries one (`src_ts`: when a
+    /// simulated tick was due).
+    pub src_ts_us: Option<u64>,
     /// Sent because of a subscribe.
     pub snapshot: bool,
     /// Flagged as a conflated jump.
@@ -59,11 +62,13 @@ fn tick_fields_in_order(json: &[u8]) -> Option<TickFields<'_>> {
     let len = memchr::memchr(b'"', rest)?;
     let (symbol, rest) = rest.split_at(len);
     let (seq, rest) = leading_number(rest.strip_prefix(b"\",\"seq\":")?)?;
-    let (ts_us, _) = leading_number(rest.strip_prefix(b",\"ts\":")?)?;
+    let (ts_us, rest) = leading_number(rest.strip_prefix(b",\"ts\":")?)?;
+    // A source's own time, when there is one, comes right after.
+    let src_ts_us = rest.strip_prefix(b",\"src_ts\":").and_then(leading_number).map(|(value, _)| value);
     // Flags come last and are only written as `true`: a tick with one ends in `true}`.
     let (snapshot, conflated) =
         if json.ends_with(b"true}") { flags(&json[json.len().saturating_sub(40)..]) } else { (false, false) };
-    Some(TickFields { symbol, seq, ts_us, snapshot, conflated })
+    Some(TickFields { symbol, seq, ts_us, src_ts_us, snapshot, conflated })
 }
 
 /// Returns the tick's fields, or `None` for any other message (welcome, heartbeat, …).
@@ -82,6 +87,7 @@ pub fn tick_fields(json: &[u8]) -> Option<TickFields<'_>> {
         symbol: &json[start..start + len],
         seq: number_after(json, b"\"seq\":")?,
         ts_us: number_after(json, b"\"ts\":")?,
+        src_ts_us: number_after(json, b"\"src_ts\":"),
         snapshot,
         conflated,
     })
@@ -122,6 +128,19 @@ mod tests {
             assert_eq!((fields.snapshot, fields.conflated), expected, "{}", String::from_utf8_lossy(&json));
             assert_eq!((fields.symbol, fields.seq, fields.ts_us), (&b"FX:EURUSD"[..], 3, 10));
         }
+    }
+
+    /// `src_ts` right after `ts`, as tickfeed writes it, anywhere else, or not at all.
+    #[test]
+    fn a_source_time_is_read_where_there_is_one() {
+        let in_order = br#"{"type":"tick","symbol":"A","seq":1,"ts":99,"src_ts":90,"price":1}"#;
+        let elsewhere = br#"{"type":"tick","seq":1,"symbol":"A","src_ts":90,"ts":99,"price":1}"#;
+        for json in [&in_order[..], elsewhere] {
+            let fields = tick_fields(json).expect("a tick");
+            assert_eq!((fields.ts_us, fields.src_ts_us), (99, Some(90)), "{}", String::from_utf8_lossy(json));
+        }
+        let without = tick_fields(br#"{"type":"tick","symbol":"A","seq":1,"ts":99,"price":1}"#).expect("a tick");
+        assert_eq!((without.ts_us, without.src_ts_us), (99, None));
     }
 
     #[test]
