@@ -86,6 +86,38 @@ async fn simulated_market_streams_over_websocket_and_sigterm_closes_with_1001() 
     assert!(server.wait_exit(Duration::from_secs(5)).success());
 }
 
+/// Each simulated tick says when it was due (`src_ts`), no later than the engine published it
+/// (`ts`), and on SIGTERM the simulator logs how many ticks it published and how late: the
+/// line `benches/peers/run.sh` reads into every benchmark row.
+#[tokio::test]
+async fn simulated_ticks_say_when_they_were_due_and_the_simulator_reports_its_lateness() {
+    let mut server = Server::start(&["--sim-rate", "500", "--sim-symbols", "12", "--sim-seed", "7"], &[]);
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url("/ws?symbols=*")).await.expect("upgrade");
+    let mut live = 0;
+    while live < 50 {
+        let msg = next_json(&mut ws).await;
+        if msg["type"] == "tick" && msg.get("snapshot").is_none() {
+            let (ts, src_ts) = (msg["ts"].as_i64().expect("ts"), msg["src_ts"].as_i64().expect("src_ts"));
+            assert!(src_ts <= ts, "due at {src_ts}, published at {ts}: {msg}");
+            live += 1;
+        }
+    }
+
+    server.terminate();
+    let line = server.wait_for_log("simulator stopped");
+    let field = |key: &str| -> u64 {
+        let start = line.find(&format!("{key}=")).unwrap_or_else(|| panic!("no {key} in {line:?}")) + key.len() + 1;
+        let digits: String = line[start..].chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().unwrap_or_else(|_| panic!("{key} is not a count in {line:?}"))
+    };
+    assert!(field("published") >= 50, "{line}");
+    for key in ["skipped", "late_over_2ms", "late_over_5ms", "late_max_us"] {
+        field(key);
+    }
+    assert!(field("late_over_5ms") <= field("late_over_2ms"), "{line}");
+    assert!(server.wait_exit(Duration::from_secs(5)).success());
+}
+
 #[tokio::test]
 async fn environment_variables_set_flags() {
     // At rate 0 the simulated symbols exist but never tick: they are listed all the same.

@@ -137,7 +137,6 @@ impl Report<'_> {
     /// The human-readable table.
     pub fn table(&self) -> String {
         let s = self.stats;
-        let h = &s.latency_us;
         let mut out = format!(
             "scenario {}  url {}  connections {}/{} (errors {}, dropped {})\n",
             self.scenario, self.url, s.connected, self.connections, s.connect_errors, s.dropped
@@ -149,25 +148,11 @@ impl Report<'_> {
             s.ticks,
             s.snapshots
         );
-        out += &format!(
-            "latency µs  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}\n",
-            h.value_at_quantile(0.5),
-            h.value_at_quantile(0.9),
-            h.value_at_quantile(0.99),
-            h.value_at_quantile(0.999),
-            h.max()
-        );
+        out += &format!("latency µs  {}\n", percentiles(&s.latency_us));
         let from_source = &s.source_latency_us;
         if !from_source.is_empty() {
-            out += &format!(
-                "from src_ts µs  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} ticks carried one)\n",
-                from_source.value_at_quantile(0.5),
-                from_source.value_at_quantile(0.9),
-                from_source.value_at_quantile(0.99),
-                from_source.value_at_quantile(0.999),
-                from_source.max(),
-                from_source.len()
-            );
+            let carried = from_source.len();
+            out += &format!("from src_ts µs  {}  ({carried} ticks carried one)\n", percentiles(from_source));
         }
         if let Some(warning) = self.clock_warning() {
             out += &format!("LATENCY NOT TRUSTWORTHY: {warning}\n");
@@ -244,6 +229,18 @@ impl Report<'_> {
             source_quantile(0.999)
         )
     }
+}
+
+/// A latency histogram's line in the table.
+fn percentiles(h: &Histogram<u64>) -> String {
+    format!(
+        "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.9),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max()
+    )
 }
 
 #[cfg(test)]
