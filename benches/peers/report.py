@@ -87,7 +87,10 @@ def load(folder):
 
 # Figures a row of several rounds shows as their median over the rounds.
 MEDIAN_FIELDS = ("msgs_per_s", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "server_cpu_pct",
-                 "rss_per_connection_bytes", "client_cpu_pct", "src_p50_us", "src_p99_us", "src_p999_us")
+                 "rss_per_connection_bytes", "client_cpu_pct", "src_p50_us", "src_p99_us", "src_p999_us",
+                 "kernel_p50_us", "kernel_p99_us", "kernel_p999_us")
+# The p99s whose range over the rounds is kept beside the median, as `<name>_range`.
+RANGE_FIELDS = ("p99_us", "src_p99_us", "kernel_p99_us")
 # Counts it sums, so a loss or failure in any round shows.
 SUM_FIELDS = ("ticks", "gaps", "conflated_skipped", "connect_errors", "dropped")
 
@@ -141,15 +144,19 @@ def merge_rounds(rows):
         result["client_bound"] = any(r.get("client_bound") for r in results)
         # Older rows have no such field: their latency was never doubted.
         result["latency_trusted"] = all(r.get("latency_trusted", True) for r in results)
-        p99s = [r["p99_us"] for r in results if r.get("p99_us") is not None]
-        result["p99_range"] = [min(p99s), max(p99s)] if p99s else None
-        src_p99s = [r["src_p99_us"] for r in results if r.get("src_p99_us") is not None]
-        result["src_p99_range"] = [min(src_p99s), max(src_p99s)] if src_p99s else None
+        for field in RANGE_FIELDS:
+            values = [r[field] for r in results if r.get(field) is not None]
+            result[range_key(field)] = [min(values), max(values)] if values else None
         result["rounds"] = len(results)
         loads = [row["load1"] for row in group if row.get("load1") is not None]
         out.append({"server": item[0], "scenario": item[1], "step": item[2], "result": result,
                     "load1": max(loads) if loads else None, "source": merge_sources(group)})
     return out
+
+
+def range_key(field):
+    """Where a p99 field's range over the rounds is kept: `p99_us` → `p99_range`."""
+    return field.removesuffix("_us") + "_range"
 
 
 def order(names, known):
@@ -228,12 +235,23 @@ def fmt_load(row):
     return "" if load is None else f"{load:.1f}"
 
 
+def fmt_p99(r, field):
+    """A p99 in ms with, for rows of several rounds, its range in brackets; empty when not
+    measured."""
+    if r.get(field) is None:
+        return ""
+    text = fmt_ms(r[field])
+    if r.get("rounds", 1) > 1 and r.get(range_key(field)):
+        text += " ({}–{})".format(*(fmt_ms(v) for v in r[range_key(field)]))
+    return text
+
+
 def row_cells(row):
     """The cells after the server (and step) columns."""
     if "skipped" in row:
-        return [row["skipped"]] + [""] * 11
+        return [row["skipped"]] + [""] * 12
     if "error" in row or not isinstance(row.get("result"), dict):
-        return ["**error**: " + short_error(row.get("error", "no result"))] + [""] * 8 + [fmt_load(row), "", ""]
+        return ["**error**: " + short_error(row.get("error", "no result"))] + [""] * 8 + [fmt_load(row), "", "", ""]
     r = row["result"]
     if not r.get("ticks"):
         # No live ticks (the idle scenario): no latency to speak of.
@@ -250,16 +268,10 @@ def row_cells(row):
         issues.append("latency untrusted: clocks disagreed")
     if r.get("rounds", 1) > 1:
         issues.append(f"{r['rounds']} rounds")
-    p99 = fmt_ms(r.get("p99_us"))
-    if r.get("rounds", 1) > 1 and r.get("p99_range") and r.get("p99_us") is not None:
-        p99 += " ({}–{})".format(*(fmt_ms(v) for v in r["p99_range"]))
-    src_p99 = fmt_ms(r.get("src_p99_us")) if r.get("src_p99_us") is not None else ""
-    if src_p99 and r.get("rounds", 1) > 1 and r.get("src_p99_range"):
-        src_p99 += " ({}–{})".format(*(fmt_ms(v) for v in r["src_p99_range"]))
     return [
         fmt_num(r.get("msgs_per_s")),
         fmt_ms(r.get("p50_us")),
-        p99,
+        fmt_p99(r, "p99_us") or fmt_ms(None),
         fmt_ms(r.get("p999_us")),
         fmt_num(r.get("server_cpu_pct"), 1),
         fmt_bytes(r.get("rss_per_connection_bytes")),
@@ -268,7 +280,8 @@ def row_cells(row):
         connected + (" (" + ", ".join(issues) + ")" if issues else ""),
         fmt_load(row),
         fmt_late(row),
-        src_p99,
+        fmt_p99(r, "src_p99_us"),
+        fmt_p99(r, "kernel_p99_us"),
     ]
 
 
@@ -308,7 +321,7 @@ def report(rows, machine):
     scenarios = order({r.get("scenario") for r in rows}, SCENARIOS)
     servers = order({r.get("server") for r in rows}, SERVERS)
     header_tail = ["msgs/s", "p50 ms", "p99 ms", "p99.9 ms", "server CPU %", "RSS/conn", "gaps", "conflated",
-                   "connected", "load", "late % >2/>5 ms", "p99 from due ms"]
+                   "connected", "load", "late % >2/>5 ms", "p99 from due ms", "p99 to kernel ms"]
     ratio_rows = []
     for scenario in scenarios:
         mine = [r for r in rows if r.get("scenario") == scenario]
@@ -339,6 +352,7 @@ def report(rows, machine):
                         fmt_ratio(ratio(p.get("rss_per_connection_bytes"), b.get("rss_per_connection_bytes"))),
                         fmt_ratio(ratio(p.get("server_cpu_pct"), b.get("server_cpu_pct"))),
                         fmt_ratio(ratio(trusted_p99(p, "src_p99_us"), trusted_p99(b, "src_p99_us"))),
+                        fmt_ratio(ratio(trusted_p99(p, "kernel_p99_us"), trusted_p99(b, "kernel_p99_us"))),
                     ]
                 )
         lines.append(f"### {scenario}")
@@ -353,7 +367,9 @@ def report(rows, machine):
             "ticks the server's own simulator published more than 2 and more than 5 ms after they were due. "
             "Every server stamps `ts` as it publishes, so the latencies above do not include that wait: a "
             "server whose core is too busy to publish on time looks faster by as much. p99 from due: the p99 "
-            "measured from each tick's `src_ts`, when the simulator says it was due, which includes it."
+            "measured from each tick's `src_ts`, when the simulator says it was due, which includes it. "
+            "p99 to kernel: the p99 up to when the load tool's kernel received each read, not when the tool "
+            "parsed it: the server's share, without the tool's own queue (the two part when it is client-bound)."
         )
         lines.append("")
     if any(isinstance(r.get("result"), dict) and r["result"].get("rounds", 1) > 1 for r in rows):
@@ -366,11 +382,11 @@ def report(rows, machine):
         lines.append("### tickfeed against each peer")
         lines.append("")
         lines.append(
-            "msgs/s: tickfeed ÷ peer; p99, RSS/conn, server CPU and p99 from due: peer ÷ tickfeed (above 1× "
+            "msgs/s: tickfeed ÷ peer; p99, RSS/conn, server CPU, p99 from due and to kernel: peer ÷ tickfeed (above 1× "
             "favours tickfeed; – where a side has no number)."
         )
         lines.append("")
-        header = ["scenario", "peer", "msgs/s", "p99", "RSS/conn", "server CPU", "p99 from due"]
+        header = ["scenario", "peer", "msgs/s", "p99", "RSS/conn", "server CPU", "p99 from due", "p99 to kernel"]
         lines.append(table(header, ratio_rows))
         lines.append("")
     return "\n".join(lines)

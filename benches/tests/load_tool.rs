@@ -27,11 +27,12 @@ async fn feed(shutdown: &CancellationToken) -> std::net::SocketAddr {
     addr
 }
 
-/// Runs the tool for a short measured window and returns its JSON report.
-async fn run_tool(url: &str) -> Value {
+/// Runs the tool for a short measured window, with `extra` arguments, and returns its JSON
+/// report.
+async fn run_tool(url: &str, extra: &[&str]) -> Value {
     let connections = CONNECTIONS.to_string();
     let args = ["--url", url, "--connections", &connections, "--symbols-per-connection", "0", "--duration", "2", "--warmup", "1"];
-    run_fanout(&args).await.1
+    run_fanout(&[&args[..], extra].concat()).await.1
 }
 
 /// Runs the tool with `args` on one client thread; returns its output and its JSON line.
@@ -53,8 +54,9 @@ async fn run_fanout(args: &[&str]) -> (String, Value) {
 
 /// What every clean run shows: all connected and stayed, ticks at the simulator's rate
 /// times the connections, snapshots on subscribe, no seq gaps, latencies measured, from the
-/// engine's `ts` and from the simulator's `src_ts`.
-fn assert_clean(report: &Value) {
+/// engine's `ts` and from the simulator's `src_ts`, and up to the client's kernel unless
+/// the tool read `plainly`.
+fn assert_clean(report: &Value, plainly: bool) {
     assert_eq!(report["connected"], CONNECTIONS, "{report}");
     assert_eq!((report["connect_errors"].as_u64(), report["dropped"].as_u64()), (Some(0), Some(0)), "{report}");
     assert_eq!((report["gaps"].as_u64(), report["conflated_skipped"].as_u64()), (Some(0), Some(0)), "{report}");
@@ -71,25 +73,39 @@ fn assert_clean(report: &Value) {
     assert_eq!(report["src_ticks"], report["ticks"], "{report}");
     let (p99, src_p99) = (report["p99_us"].as_u64().expect("p99"), report["src_p99_us"].as_u64().expect("src p99"));
     assert!(src_p99 >= p99, "{report}");
+    if plainly {
+        assert_eq!((report["kernel_ticks"].as_u64(), &report["kernel_p99_us"]), (Some(0), &Value::Null), "{report}");
+        return;
+    }
+    // Every read said when the kernel received it, which is before the tool parsed it.
+    assert_eq!(report["kernel_ticks"], report["ticks"], "{report}");
+    let kernel_p99 = report["kernel_p99_us"].as_u64().expect("kernel p99");
+    assert!(kernel_p99 > 0 && kernel_p99 <= p99, "{report}");
 }
 
-/// A gateway, the tool against the URL `url_of` gives for it, and a clean report.
-async fn measure_clean_run(url_of: fn(std::net::SocketAddr) -> String) {
+/// A gateway, the tool against the URL `url_of` gives for it with `extra` arguments, and a
+/// clean report.
+async fn measure_clean_run(url_of: fn(std::net::SocketAddr) -> String, extra: &[&str]) {
     let shutdown = CancellationToken::new();
     // Cancelled on the way out, a failed assertion included.
     let _stop = shutdown.clone().drop_guard();
     let addr = feed(&shutdown).await;
-    assert_clean(&run_tool(&url_of(addr)).await);
+    assert_clean(&run_tool(&url_of(addr), extra).await, extra.contains(&"--no-kernel-time"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn measures_a_websocket_feed_without_false_gaps() {
-    measure_clean_run(|addr| format!("ws://{addr}/ws")).await;
+    measure_clean_run(|addr| format!("ws://{addr}/ws"), &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn measures_a_websocket_feed_reading_plainly_when_asked() {
+    measure_clean_run(|addr| format!("ws://{addr}/ws"), &["--no-kernel-time"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn measures_an_sse_feed_without_false_gaps() {
-    measure_clean_run(|addr| format!("http://{addr}/sse")).await;
+    measure_clean_run(|addr| format!("http://{addr}/sse"), &[]).await;
 }
 
 /// Serves one SSE stream, like the gateway's, whose `ts` runs `ahead` of this host's clock:

@@ -114,12 +114,43 @@ fn how_late_each_source_published_is_summed_over_the_rounds() {
     std::fs::remove_dir_all(&dir).ok();
     // 400 and 50 of 20,000; p99 from the source 8 and 9 ms.
     let mine = rows_starting(&text, "| tickfeed | 2,000 |");
-    assert!(mine.len() == 1 && mine[0].ends_with("| 2.0 / 0.2 | 8.50 (8.00–9.00) |"), "{text}");
+    assert!(mine.len() == 1 && mine[0].ends_with("| 2.0 / 0.2 | 8.50 (8.00–9.00) |  |"), "{text}");
     let peer = rows_starting(&text, "| uwebsockets | 2,000 |");
-    assert!(peer.len() == 1 && peer[0].ends_with("|  | 17.00 |"), "{text}");
+    assert!(peer.len() == 1 && peer[0].ends_with("|  | 17.00 |  |"), "{text}");
     // Without a source, no cells and no ratio from it.
     let old = rows_starting(&text, "| node-ws | 2,000 |");
-    assert!(old.len() == 1 && old[0].ends_with("|  |  |"), "{text}");
-    assert_eq!(rows_starting(&text, "| dashboard | uwebsockets | 1.00× | 1.00× | 1.00× | 1.12× | 2.00× |").len(), 1, "{text}");
-    assert_eq!(rows_starting(&text, "| dashboard | node-ws | 1.00× | 1.00× | 1.00× | 1.12× | – |").len(), 1, "{text}");
+    assert!(old.len() == 1 && old[0].ends_with("|  |  |  |"), "{text}");
+    let ratios = "| dashboard | uwebsockets | 1.00× | 1.00× | 1.00× | 1.12× | 2.00× | – |";
+    assert_eq!(rows_starting(&text, ratios).len(), 1, "{text}");
+    let no_source = "| dashboard | node-ws | 1.00× | 1.00× | 1.00× | 1.12× | – | – |";
+    assert_eq!(rows_starting(&text, no_source).len(), 1, "{text}");
+}
+
+/// The p99 up to the load tool's kernel: the median with its range over the rounds, and a
+/// ratio of its own; blank where a run did not measure it.
+#[test]
+fn latency_to_the_kernel_has_its_own_column_and_ratio() {
+    let dir = std::env::temp_dir().join(format!("tickfeed-peer-report-kernel-{}", std::process::id()));
+    let mut rows = Vec::new();
+    for (round, kernel_p99) in [3_000, 5_000].into_iter().enumerate() {
+        let mut row = result_row("tickfeed", "dashboard", round as u32 + 1, 1_000, 6_000, 80.0);
+        row["result"]["kernel_p99_us"] = json!(kernel_p99);
+        rows.push(row);
+    }
+    let mut peer = result_row("uwebsockets", "dashboard", 1, 1_000, 9_000, 90.0);
+    peer["result"]["kernel_p99_us"] = json!(8_000);
+    rows.push(peer);
+    rows.push(result_row("node-ws", "dashboard", 1, 1_000, 9_000, 90.0));
+    let text = report(&dir, &rows);
+    std::fs::remove_dir_all(&dir).ok();
+    let mine = rows_starting(&text, "| tickfeed | 2,000 |");
+    assert!(mine.len() == 1 && mine[0].ends_with("|  | 4.00 (3.00–5.00) |"), "{text}");
+    let peer = rows_starting(&text, "| uwebsockets | 2,000 |");
+    assert!(peer.len() == 1 && peer[0].ends_with("|  | 8.00 |"), "{text}");
+    let old = rows_starting(&text, "| node-ws | 2,000 |");
+    assert!(old.len() == 1 && old[0].ends_with("|  |  |  |"), "{text}");
+    let ratios = "| dashboard | uwebsockets | 1.00× | 1.50× | 1.00× | 1.12× | – | 2.00× |";
+    assert_eq!(rows_starting(&text, ratios).len(), 1, "{text}");
+    let unmeasured = "| dashboard | node-ws | 1.00× | 1.50× | 1.00× | 1.12× | – | – |";
+    assert_eq!(rows_starting(&text, unmeasured).len(), 1, "{text}");
 }

@@ -20,6 +20,7 @@ use std::{
 };
 
 use benches::fanout::{
+    kernel_time::{self, SocketReader},
     procstat,
     report::{Report, Stats},
     scan::tick_fields,
@@ -70,6 +71,10 @@ struct Args {
     /// URL path `/socket.io/`), for comparing with a Socket.IO server.
     #[arg(long, value_enum, default_value_t = Protocol::Tickfeed)]
     protocol: Protocol,
+    /// Read plainly, without asking the kernel when it received each read's bytes (the
+    /// latency "to the client's kernel": the server's share, without this tool's queue).
+    #[arg(long)]
+    no_kernel_time: bool,
 }
 
 /// What is inside the WebSocket frames.
@@ -118,6 +123,8 @@ struct Plan {
     path: String,
     sse: bool,
     socketio: bool,
+    /// Read with the kernel's receive time ([`kernel_time`]).
+    kernel_time: bool,
     /// Query string per connection.
     queries: Vec<String>,
     ramp_start: Instant,
@@ -203,6 +210,7 @@ fn run(args: Args) -> Result<(), String> {
         path,
         sse,
         socketio: args.protocol == Protocol::Socketio,
+        kernel_time: !args.no_kernel_time,
         queries,
         ramp_start,
         ramp: args.ramp.max(1.0),
@@ -318,6 +326,9 @@ async fn connect(plan: &Plan, i: usize) -> std::io::Result<(TcpStream, Vec<u8>, 
     }
     let mut stream = socket.connect(plan.addr).await?;
     stream.set_nodelay(true)?;
+    if plan.kernel_time {
+        kernel_time::enable(&stream)?;
+    }
     let path = format!("{}?{}", plan.path, plan.queries[i]);
     if plan.sse {
         let (chunked, rest) = sse::open(&mut stream, plan.addr, &path).await?;
@@ -338,7 +349,7 @@ struct Tracker {
 }
 
 impl Tracker {
-    fn on_message(&mut self, json: &[u8], now_us: u64, in_window: bool, stats: &mut Stats) {
+    fn on_message(&mut self, json: &[u8], at: Arrival, stats: &mut Stats) {
         if self.first_message {
             self.first_message = false;
             let _ = stats.connect_us.record(self.started.elapsed().as_micros().max(1) as u64);
@@ -356,16 +367,19 @@ impl Tracker {
                 None
             }
         };
-        if !in_window {
+        if !at.in_window {
             return;
         }
         stats.ticks += 1;
-        if tick.ts_us > now_us {
+        if tick.ts_us > at.now_us {
             stats.early += 1;
         }
-        let _ = stats.latency_us.record(now_us.saturating_sub(tick.ts_us).max(1));
+        let _ = stats.latency_us.record(at.now_us.saturating_sub(tick.ts_us).max(1));
         if let Some(src_ts_us) = tick.src_ts_us {
-            let _ = stats.source_latency_us.record(now_us.saturating_sub(src_ts_us).max(1));
+            let _ = stats.source_latency_us.record(at.now_us.saturating_sub(src_ts_us).max(1));
+        }
+        if let Some(kernel_us) = at.kernel_us {
+            let _ = stats.kernel_latency_us.record(kernel_us.saturating_sub(tick.ts_us).max(1));
         }
         if let Some(previous) = previous {
             if tick.seq > previous + 1 {
@@ -399,11 +413,68 @@ async fn read_loop(
     }
 }
 
-/// When a read is over: (now in µs since the epoch, whether inside the measurement window),
-/// or `None` once the run has ended.
-fn stamp(plan: &Plan) -> Option<(u64, bool)> {
+/// When the bytes being parsed arrived.
+#[derive(Clone, Copy)]
+struct Arrival {
+    /// When the read returned them, µs since the epoch.
+    now_us: u64,
+    /// When the kernel received them, µs since the epoch, if it said ([`kernel_time`]).
+    kernel_us: Option<u64>,
+    /// Whether inside the measurement window.
+    in_window: bool,
+}
+
+/// When a read is over: its [`Arrival`], or `None` once the run has ended.
+fn stamp(plan: &Plan, kernel_us: Option<u64>) -> Option<Arrival> {
     let now = Instant::now();
-    (now < plan.end).then(|| (now_us(), now >= plan.window.0 && now < plan.window.1))
+    let in_window = now >= plan.window.0 && now < plan.window.1;
+    (now < plan.end).then(|| Arrival { now_us: now_us(), kernel_us, in_window })
+}
+
+/// Bytes asked for by a connection's first reads; each read that fills the space doubles
+/// it, up to [`READ_SIZE`]. The buffer is zeroed as it grows (the kernel's receive time
+/// needs `recvmsg`, which reads only into initialised memory), so 10,000 quiet connections
+/// keep 4 KiB each, not 64.
+const FIRST_READ_SIZE: usize = 4 * 1024;
+
+/// A connection's read buffer: bytes are read into its free end and parsed where they lie.
+struct ReadBuffer {
+    bytes: Vec<u8>,
+    filled: usize,
+    read_size: usize,
+}
+
+impl ReadBuffer {
+    fn new(mut leftover: Vec<u8>) -> Self {
+        let filled = leftover.len();
+        leftover.resize(filled + FIRST_READ_SIZE, 0);
+        Self { bytes: leftover, filled, read_size: FIRST_READ_SIZE }
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.bytes[..self.filled]
+    }
+
+    /// Drops the first `n` pending bytes and makes room for the next read.
+    fn consume(&mut self, n: usize) {
+        self.bytes.copy_within(n..self.filled, 0);
+        self.filled -= n;
+        if self.bytes.len() - self.filled < self.read_size {
+            self.bytes.resize(self.filled + self.read_size, 0);
+        }
+    }
+
+    fn space(&mut self) -> &mut [u8] {
+        &mut self.bytes[self.filled..]
+    }
+
+    /// Counts `n` bytes read into [`Self::space`].
+    fn fill(&mut self, n: usize) {
+        if n == self.bytes.len() - self.filled {
+            self.read_size = (self.read_size * 2).min(READ_SIZE);
+        }
+        self.filled += n;
+    }
 }
 
 /// [`read_loop`] for WebSocket: bytes are read straight into `pending` and parsed there.
@@ -414,31 +485,35 @@ async fn read_ws(
     mut tracker: Tracker,
     stats: &RefCell<Stats>,
 ) -> bool {
-    let mut pending = Vec::with_capacity(READ_SIZE.max(leftover.len()));
-    pending.extend_from_slice(&leftover);
+    let mut buffer = ReadBuffer::new(leftover);
+    let mut reader = SocketReader::new(plan.kernel_time);
+    let mut kernel_us = None;
     // One timer for the connection's whole life: a timeout around every read cost a timer
     // wheel insert and removal per read, a twentieth of the tool's time in the storm.
     let end = tokio::time::sleep_until(plan.end.into());
     tokio::pin!(end);
     loop {
-        let Some((now_us, in_window)) = stamp(plan) else { return false };
+        let Some(at) = stamp(plan, kernel_us) else { return false };
         // Parse under the borrow, answer pings after it: no RefCell borrow across an await.
-        let parsed = consume_ws(&pending, plan.socketio, &mut tracker, now_us, in_window, &mut stats.borrow_mut());
+        let parsed = consume_ws(buffer.pending(), plan.socketio, &mut tracker, at, &mut stats.borrow_mut());
         let Ok((consumed, replies)) = parsed else { return true };
         for (op, payload) in replies {
             if stream.write_all(&ws::client_frame(op, &payload)).await.is_err() {
                 return true;
             }
         }
-        pending.drain(..consumed);
-        pending.reserve(READ_SIZE);
+        buffer.consume(consumed);
         let read = tokio::select! {
             biased;
-            read = stream.read_buf(&mut pending) => read,
+            read = reader.read(&stream, buffer.space()) => read,
             () = &mut end => return false,
         };
-        if matches!(read, Ok(0) | Err(_)) {
-            return true;
+        match read {
+            Ok((0, _)) | Err(_) => return true,
+            Ok((n, stamp)) => {
+                buffer.fill(n);
+                kernel_us = stamp;
+            }
         }
     }
 }
@@ -447,7 +522,7 @@ async fn read_ws(
 /// it lies; only a line cut by the end of a read is copied.
 async fn read_sse(
     plan: &Plan,
-    mut stream: TcpStream,
+    stream: TcpStream,
     leftover: &[u8],
     chunked: bool,
     mut tracker: Tracker,
@@ -455,11 +530,11 @@ async fn read_sse(
 ) -> bool {
     let mut dechunker = chunked.then(Dechunker::default);
     let mut lines = Lines::default();
-    let mut consume = |bytes: &[u8], now_us: u64, in_window: bool| {
+    let mut consume = |bytes: &[u8], at: Arrival| {
         let mut stats = stats.borrow_mut();
         let mut on_line = |line: &[u8]| {
             if let Some(data) = line.strip_prefix(b"data: ") {
-                tracker.on_message(data, now_us, in_window, &mut stats);
+                tracker.on_message(data, at, &mut stats);
             }
         };
         match dechunker.as_mut() {
@@ -467,23 +542,24 @@ async fn read_sse(
             None => lines.feed(bytes, &mut on_line),
         }
     };
-    let Some((now_us, in_window)) = stamp(plan) else { return false };
-    consume(leftover, now_us, in_window);
+    let Some(at) = stamp(plan, None) else { return false };
+    consume(leftover, at);
     let mut raw = vec![0u8; READ_SIZE];
+    let mut reader = SocketReader::new(plan.kernel_time);
     let end = tokio::time::sleep_until(plan.end.into());
     tokio::pin!(end);
     loop {
         let read = tokio::select! {
             biased;
-            read = stream.read(&mut raw) => read,
+            read = reader.read(&stream, &mut raw) => read,
             () = &mut end => return false,
         };
-        let n = match read {
-            Ok(0) | Err(_) => return true,
-            Ok(n) => n,
+        let (n, kernel_us) = match read {
+            Ok((0, _)) | Err(_) => return true,
+            Ok(read) => read,
         };
-        let Some((now_us, in_window)) = stamp(plan) else { return false };
-        consume(&raw[..n], now_us, in_window);
+        let Some(at) = stamp(plan, kernel_us) else { return false };
+        consume(&raw[..n], at);
     }
 }
 
@@ -492,7 +568,13 @@ type Replies = Vec<(u8, Vec<u8>)>;
 
 /// Handles complete frames; returns bytes consumed and the frames to answer with, or
 /// `Err` on a close frame.
-fn consume_ws(buf: &[u8], socketio: bool, tracker: &mut Tracker, now_us: u64, in_window: bool, stats: &mut Stats) -> Result<(usize, Replies), ()> {
+fn consume_ws(
+    buf: &[u8],
+    socketio: bool,
+    tracker: &mut Tracker,
+    at: Arrival,
+    stats: &mut Stats,
+) -> Result<(usize, Replies), ()> {
     let (mut offset, mut replies) = (0, Vec::new());
     while let Some((op, payload, total)) = ws::parse_frame(&buf[offset..]) {
         let body = &buf[offset..][payload];
@@ -505,12 +587,12 @@ fn consume_ws(buf: &[u8], socketio: bool, tracker: &mut Tracker, now_us: u64, in
                     Some(b'2') if body.len() == 1 => replies.push((opcode::TEXT, b"3".to_vec())),
                     _ => {
                         if let Some(tick) = body.strip_prefix(b"42[\"tick\",").and_then(|t| t.strip_suffix(b"]")) {
-                            tracker.on_message(tick, now_us, in_window, stats);
+                            tracker.on_message(tick, at, stats);
                         }
                     }
                 }
             }
-            opcode::TEXT | opcode::CONTINUATION => tracker.on_message(body, now_us, in_window, stats),
+            opcode::TEXT | opcode::CONTINUATION => tracker.on_message(body, at, stats),
             opcode::PING => replies.push((0xA, body.to_vec())),
             opcode::CLOSE => return Err(()),
             _ => {}
@@ -523,6 +605,32 @@ fn consume_ws(buf: &[u8], socketio: bool, tracker: &mut Tracker, now_us: u64, in
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bytes not yet parsed stay at the front; a read that fills the room doubles it, up to
+    /// [`READ_SIZE`], and the buffer keeps room for at least one read.
+    #[test]
+    fn the_read_buffer_grows_only_when_reads_fill_it() {
+        let mut buffer = ReadBuffer::new(b"abc".to_vec());
+        assert_eq!(buffer.space().len(), FIRST_READ_SIZE);
+        assert_eq!(buffer.pending(), b"abc");
+        buffer.space()[..2].copy_from_slice(b"de");
+        buffer.fill(2);
+        buffer.consume(4);
+        assert_eq!((buffer.pending(), buffer.read_size), (&b"e"[..], FIRST_READ_SIZE));
+        let room = buffer.space().len();
+        buffer.fill(room);
+        buffer.consume(0);
+        assert_eq!(buffer.read_size, 2 * FIRST_READ_SIZE);
+        assert!(buffer.space().len() >= 2 * FIRST_READ_SIZE);
+        for _ in 0..10 {
+            let room = buffer.space().len();
+            buffer.fill(room);
+            let filled = buffer.pending().len();
+            buffer.consume(filled);
+        }
+        assert_eq!((buffer.read_size, buffer.pending().len()), (READ_SIZE, 0));
+        assert!(buffer.space().len() >= READ_SIZE);
+    }
 
     #[test]
     fn a_wall_clock_step_is_what_the_monotonic_clock_did_not_see() {
@@ -538,9 +646,10 @@ mod tests {
         let mut tracker = Tracker { last_seq: HashMap::default(), first_message: false, started: Instant::now() };
         let mut stats = Stats::default();
         let tick = |seq: u64, ts: u64| format!(r#"{{"type":"tick","symbol":"A","seq":{seq},"ts":{ts},"price":1}}"#);
-        tracker.on_message(tick(1, 900).as_bytes(), 1_000, true, &mut stats);
-        tracker.on_message(tick(2, 1_000).as_bytes(), 1_000, true, &mut stats);
-        tracker.on_message(tick(3, 1_001).as_bytes(), 1_000, true, &mut stats);
+        let at = Arrival { now_us: 1_000, kernel_us: None, in_window: true };
+        tracker.on_message(tick(1, 900).as_bytes(), at, &mut stats);
+        tracker.on_message(tick(2, 1_000).as_bytes(), at, &mut stats);
+        tracker.on_message(tick(3, 1_001).as_bytes(), at, &mut stats);
         assert_eq!((stats.ticks, stats.early), (3, 1));
         assert_eq!(stats.latency_us.max(), 100);
     }
@@ -552,9 +661,25 @@ mod tests {
         let mut tracker = Tracker { last_seq: HashMap::default(), first_message: false, started: Instant::now() };
         let mut stats = Stats::default();
         let with_src = br#"{"type":"tick","symbol":"A","seq":1,"ts":900,"src_ts":700,"price":1}"#;
-        tracker.on_message(with_src, 1_000, true, &mut stats);
-        tracker.on_message(br#"{"type":"tick","symbol":"A","seq":2,"ts":950,"price":1}"#, 1_000, true, &mut stats);
+        let at = Arrival { now_us: 1_000, kernel_us: None, in_window: true };
+        tracker.on_message(with_src, at, &mut stats);
+        tracker.on_message(br#"{"type":"tick","symbol":"A","seq":2,"ts":950,"price":1}"#, at, &mut stats);
         assert_eq!((stats.latency_us.len(), stats.latency_us.max()), (2, 100));
         assert_eq!((stats.source_latency_us.len(), stats.source_latency_us.max()), (1, 300));
+    }
+
+    /// A read the kernel stamped measures its ticks up to that stamp as well: a tick
+    /// published at 900, received by the kernel at 940 and parsed at 1,000 waited 40 µs in
+    /// the server's hands.
+    #[test]
+    fn ticks_are_measured_to_the_kernels_receive_time_when_it_is_known() {
+        let mut tracker = Tracker { last_seq: HashMap::default(), first_message: false, started: Instant::now() };
+        let mut stats = Stats::default();
+        let tick = br#"{"type":"tick","symbol":"A","seq":1,"ts":900,"price":1}"#;
+        tracker.on_message(tick, Arrival { now_us: 1_000, kernel_us: Some(940), in_window: true }, &mut stats);
+        let unstamped = br#"{"type":"tick","symbol":"A","seq":2,"ts":900,"price":1}"#;
+        tracker.on_message(unstamped, Arrival { now_us: 1_000, kernel_us: None, in_window: true }, &mut stats);
+        assert_eq!((stats.latency_us.len(), stats.latency_us.max()), (2, 100));
+        assert_eq!((stats.kernel_latency_us.len(), stats.kernel_latency_us.max()), (1, 40));
     }
 }

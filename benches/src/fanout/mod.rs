@@ -5,6 +5,7 @@
 //! instead of full JSON parsing) so that it, not the server, is the last thing to saturate;
 //! it reports its own CPU so a client-bound run is never mistaken for a server limit.
 
+pub mod kernel_time;
 pub mod procstat;
 pub mod report;
 pub mod scan;

@@ -11,6 +11,9 @@ pub struct Stats {
     /// live ticks that carry one, µs: `latency_us` plus however long the tick waited to be
     /// published, which `ts` cannot show.
     pub source_latency_us: Histogram<u64>,
+    /// Latency up to the client's socket: when its kernel received the bytes, minus `ts`
+    /// ([`super::kernel_time`]), µs. The server's share, without the load tool's own queue.
+    pub kernel_latency_us: Histogram<u64>,
     /// Time from connect start to the first server message, µs.
     pub connect_us: Histogram<u64>,
     /// Live ticks received in the window.
@@ -38,6 +41,7 @@ impl Default for Stats {
         Self {
             latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("static bounds are valid"),
             source_latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("static bounds are valid"),
+            kernel_latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("static bounds are valid"),
             connect_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("static bounds are valid"),
             ticks: 0,
             snapshots: 0,
@@ -57,6 +61,7 @@ impl Stats {
         // Both histograms share bounds, so adding cannot fail.
         let _ = self.latency_us.add(&other.latency_us);
         let _ = self.source_latency_us.add(&other.source_latency_us);
+        let _ = self.kernel_latency_us.add(&other.kernel_latency_us);
         let _ = self.connect_us.add(&other.connect_us);
         self.ticks += other.ticks;
         self.snapshots += other.snapshots;
@@ -154,6 +159,10 @@ impl Report<'_> {
             let carried = from_source.len();
             out += &format!("from src_ts µs  {}  ({carried} ticks carried one)\n", percentiles(from_source));
         }
+        let to_kernel = &s.kernel_latency_us;
+        if !to_kernel.is_empty() {
+            out += &format!("to the client's kernel µs  {}\n", percentiles(to_kernel));
+        }
         if let Some(warning) = self.clock_warning() {
             out += &format!("LATENCY NOT TRUSTWORTHY: {warning}\n");
         }
@@ -182,9 +191,9 @@ impl Report<'_> {
         let s = self.stats;
         let h = &s.latency_us;
         let opt = |v: Option<f64>| v.map_or("null".to_owned(), |v| format!("{v:.1}"));
-        let from_source = &s.source_latency_us;
-        let source_quantile =
-            |q| if from_source.is_empty() { "null".to_owned() } else { from_source.value_at_quantile(q).to_string() };
+        let quantile =
+            |h: &Histogram<u64>, q| if h.is_empty() { "null".to_owned() } else { h.value_at_quantile(q).to_string() };
+        let (from_source, to_kernel) = (&s.source_latency_us, &s.kernel_latency_us);
         format!(
             concat!(
                 "{{\"scenario\":\"{}\",\"url\":\"{}\",\"connections\":{},\"connected\":{},\"connect_errors\":{},",
@@ -193,7 +202,8 @@ impl Report<'_> {
                 "\"conflated_skipped\":{},\"connect_p50_us\":{},\"connect_p99_us\":{},\"server_cpu_pct\":{},",
                 "\"server_rss_before_kib\":{},\"server_rss_after_kib\":{},\"rss_per_connection_bytes\":{},",
                 "\"client_cpu_pct\":{:.1},\"client_bound\":{},\"early_ticks\":{},\"clock_step_us\":{},",
-                "\"latency_trusted\":{},\"src_ticks\":{},\"src_p50_us\":{},\"src_p99_us\":{},\"src_p999_us\":{}}}"
+                "\"latency_trusted\":{},\"src_ticks\":{},\"src_p50_us\":{},\"src_p99_us\":{},\"src_p999_us\":{},",
+                "\"kernel_ticks\":{},\"kernel_p50_us\":{},\"kernel_p99_us\":{},\"kernel_p999_us\":{}}}"
             ),
             self.scenario,
             self.url,
@@ -224,9 +234,13 @@ impl Report<'_> {
             self.clock_step_us,
             self.clock_warning().is_none(),
             from_source.len(),
-            source_quantile(0.5),
-            source_quantile(0.99),
-            source_quantile(0.999)
+            quantile(from_source, 0.5),
+            quantile(from_source, 0.99),
+            quantile(from_source, 0.999),
+            to_kernel.len(),
+            quantile(to_kernel, 0.5),
+            quantile(to_kernel, 0.99),
+            quantile(to_kernel, 0.999)
         )
     }
 }
@@ -285,13 +299,28 @@ mod tests {
     fn latency_from_the_source_is_reported_only_when_measured() {
         let mut stats = Stats { ticks: 2, ..Stats::default() };
         let none = report(&stats, 0);
-        assert!(none.json().ends_with("\"src_ticks\":0,\"src_p50_us\":null,\"src_p99_us\":null,\"src_p999_us\":null}"));
+        assert!(none.json().contains("\"src_ticks\":0,\"src_p50_us\":null,\"src_p99_us\":null,\"src_p999_us\":null,"));
         assert!(!none.table().contains("from src_ts"));
         for us in [100, 300] {
             stats.source_latency_us.record(us).expect("in bounds");
         }
         let some = report(&stats, 0);
-        assert!(some.json().ends_with("\"src_ticks\":2,\"src_p50_us\":100,\"src_p99_us\":300,\"src_p999_us\":300}"));
+        assert!(some.json().contains("\"src_ticks\":2,\"src_p50_us\":100,\"src_p99_us\":300,\"src_p999_us\":300,"));
         assert!(some.table().contains("from src_ts µs  p50 100"), "{}", some.table());
+    }
+
+    /// Latency to the client's kernel likewise: null and no table line when not measured.
+    #[test]
+    fn latency_to_the_kernel_is_reported_only_when_measured() {
+        let mut stats = Stats { ticks: 1, ..Stats::default() };
+        let none = report(&stats, 0);
+        let unmeasured = "\"kernel_ticks\":0,\"kernel_p50_us\":null,\"kernel_p99_us\":null,\"kernel_p999_us\":null}";
+        assert!(none.json().ends_with(unmeasured), "{}", none.json());
+        assert!(!none.table().contains("kernel"));
+        stats.kernel_latency_us.record(40).expect("in bounds");
+        let some = report(&stats, 0);
+        let measured = "\"kernel_ticks\":1,\"kernel_p50_us\":40,\"kernel_p99_us\":40,\"kernel_p999_us\":40}";
+        assert!(some.json().ends_with(measured), "{}", some.json());
+        assert!(some.table().contains("to the client's kernel µs  p50 40"), "{}", some.table());
     }
 }
