@@ -89,6 +89,9 @@ def load(folder):
 MEDIAN_FIELDS = ("msgs_per_s", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "server_cpu_pct",
                  "rss_per_connection_bytes", "client_cpu_pct", "src_p50_us", "src_p99_us", "src_p999_us",
                  "kernel_p50_us", "kernel_p99_us", "kernel_p999_us")
+# Latencies: taken only from the rounds whose clocks the load tool trusted, if any were.
+LATENCY_FIELDS = ("p50_us", "p90_us", "p99_us", "p999_us", "max_us", "src_p50_us", "src_p99_us", "src_p999_us",
+                  "kernel_p50_us", "kernel_p99_us", "kernel_p999_us")
 # The p99s whose range over the rounds is kept beside the median, as `<name>_range`.
 RANGE_FIELDS = ("p99_us", "src_p99_us", "kernel_p99_us")
 # Counts it sums, so a loss or failure in any round shows.
@@ -107,6 +110,8 @@ def merge_rounds(rows):
     """One result row per server × scenario × step, in the order they first appear. Of
     several rounds it keeps each figure's median, sums the counts of loss, keeps the fewest
     connections open, is client-bound if any round was, and adds `rounds` and `p99_range`.
+    Latencies come from the rounds whose clocks the load tool trusted, when there are any
+    (`untrusted_rounds` counts the rest); otherwise the row is marked untrusted.
     Failed and skipped rows stay rows of their own, so no failure is hidden by a median."""
     merged, groups, skipped = [], {}, set()
     for row in rows:
@@ -135,17 +140,20 @@ def merge_rounds(rows):
             out.append(group[0])
             continue
         results = [row["result"] for row in group]
+        # Older rows have no such field: their latency was never doubted.
+        trusted = [r for r in results if r.get("latency_trusted", True)]
+        timed = trusted or results
         result = dict(results[0])
         for field in MEDIAN_FIELDS:
-            result[field] = median(r.get(field) for r in results)
+            result[field] = median(r.get(field) for r in (timed if field in LATENCY_FIELDS else results))
         for field in SUM_FIELDS:
             result[field] = sum(r.get(field) or 0 for r in results)
         result["connected"] = min(r.get("connected", 0) for r in results)
         result["client_bound"] = any(r.get("client_bound") for r in results)
-        # Older rows have no such field: their latency was never doubted.
-        result["latency_trusted"] = all(r.get("latency_trusted", True) for r in results)
+        result["latency_trusted"] = bool(trusted)
+        result["untrusted_rounds"] = len(results) - len(trusted)
         for field in RANGE_FIELDS:
-            values = [r[field] for r in results if r.get(field) is not None]
+            values = [r[field] for r in timed if r.get(field) is not None]
             result[range_key(field)] = [min(values), max(values)] if values else None
         result["rounds"] = len(results)
         loads = [row["load1"] for row in group if row.get("load1") is not None]
@@ -266,6 +274,9 @@ def row_cells(row):
         issues.append("client-bound")
     if r.get("latency_trusted") is False:
         issues.append("latency untrusted: clocks disagreed")
+    elif r.get("untrusted_rounds"):
+        kept = r["rounds"] - r["untrusted_rounds"]
+        issues.append(f"latency from {kept} of {r['rounds']} rounds: clocks disagreed in the rest")
     if r.get("rounds", 1) > 1:
         issues.append(f"{r['rounds']} rounds")
     return [
@@ -375,7 +386,8 @@ def report(rows, machine):
     if any(isinstance(r.get("result"), dict) and r["result"].get("rounds", 1) > 1 for r in rows):
         lines.append(
             "Rows of several rounds: each figure is the median over the rounds, with the range of p99 in "
-            "brackets; gaps and conflated are totals, connected the fewest of any round, load the highest."
+            "brackets; gaps and conflated are totals, connected the fewest of any round, load the highest. "
+            "Latencies leave out any round whose clocks the load tool did not trust."
         )
         lines.append("")
     if ratio_rows:

@@ -72,24 +72,34 @@ fn one_round_reports_its_figures_without_a_range() {
     assert!(!text.contains("rounds"), "{text}");
 }
 
+/// A round whose clocks disagreed is left out of the latencies and said so; a row whose
+/// every round did is marked and its p99 not compared.
 #[test]
-fn a_run_whose_clocks_disagreed_is_marked_and_its_p99_not_compared() {
+fn rounds_whose_clocks_disagreed_are_marked_and_left_out_of_the_p99() {
     let dir = std::env::temp_dir().join(format!("tickfeed-peer-report-clock-{}", std::process::id()));
     let mut rows = Vec::new();
     for round in 1..=2 {
         rows.push(result_row("tickfeed", "firehose", round, 300, 700, 50.0));
-        let mut peer = result_row("uwebsockets", "firehose", round, 1, 1, 60.0);
         // The load tool's verdict in one round: a clock stepped, every latency shifted.
+        let p99 = if round == 1 { 1_400 } else { 1 };
+        let mut peer = result_row("uwebsockets", "firehose", round, 1, p99, 60.0);
         peer["result"]["latency_trusted"] = json!(round != 2);
         rows.push(peer);
+        let mut never = result_row("node-ws", "firehose", round, 1, 1, 60.0);
+        never["result"]["latency_trusted"] = json!(false);
+        rows.push(never);
     }
     let text = report(&dir, &rows);
     std::fs::remove_dir_all(&dir).ok();
-    // One doubtful round marks the merged row; tickfeed's rounds were clean.
+    // The doubtful round is left out: uWebSockets.js's p99 is its trusted round's.
+    let peer = rows_starting(&text, "| uwebsockets | 2,000 | 0.001 | 1.40 (1.40–1.40) |");
+    let said = "(latency from 1 of 2 rounds: clocks disagreed in the rest, 2 rounds)";
+    assert!(peer.len() == 1 && peer[0].contains(said), "{text}");
+    assert_eq!(rows_starting(&text, "| firehose | uwebsockets | 1.00× | 2.00× | 1.00× | 1.20× |").len(), 1, "{text}");
+    // Every round doubtful: marked, and the p99 not compared; msgs/s and CPU still are.
     assert_eq!(text.matches("100/100 (latency untrusted: clocks disagreed, 2 rounds)").count(), 1, "{text}");
+    assert_eq!(rows_starting(&text, "| firehose | node-ws | 1.00× | – | 1.00× | 1.20× |").len(), 1, "{text}");
     assert_eq!(text.matches("100/100 (2 rounds)").count(), 1, "{text}");
-    // msgs/s and CPU still compare; p99 does not.
-    assert_eq!(rows_starting(&text, "| firehose | uwebsockets | 1.00× | – | 1.00× | 1.20× |").len(), 1, "{text}");
 }
 
 /// The simulator's counts from the server's log: shares of its published ticks more than 2
