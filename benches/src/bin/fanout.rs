@@ -477,7 +477,7 @@ impl ReadBuffer {
     }
 }
 
-/// [`read_loop`] for WebSocket: bytes are read straight into `pending` and parsed there.
+/// [`read_loop`] for WebSocket: bytes are read straight into a [`ReadBuffer`] and parsed there.
 async fn read_ws(
     plan: &Plan,
     mut stream: TcpStream,
