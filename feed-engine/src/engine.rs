@@ -117,7 +117,9 @@ struct PublishedSymbol {
     last_position: u64,
 }
 
-fn now_us() -> i64 {
+/// The wall clock in microseconds since the Unix epoch: the clock every tick's `ts` is
+/// stamped with, so a source that stamps times of its own (`src_ts`) can read the same one.
+pub fn now_us() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 

@@ -23,7 +23,7 @@ pub mod symbol;
 pub mod tick;
 
 pub use cursor::{Cursor, CursorError};
-pub use engine::{Engine, EngineConfig, EngineStats, Published, SlowConsumer};
+pub use engine::{now_us, Engine, EngineConfig, EngineStats, Published, SlowConsumer};
 pub use pattern::Selector;
 pub use subscriber::{Drain, Event, Resume, Subscriber};
 pub use tick::{Quote, Tick};

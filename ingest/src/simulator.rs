@@ -17,7 +17,7 @@
 use std::{
     sync::Arc,
     thread::JoinHandle,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use feed_engine::{Engine, Quote};
@@ -202,15 +202,14 @@ impl Lateness {
 /// the engine got it (`ts`), and a simulator held up by a busy core cannot hide the wait.
 #[derive(Debug, Clone, Copy)]
 struct DueClock {
-    /// The wall clock at the start, µs since the Unix epoch.
+    /// The wall clock at the start, µs since the Unix epoch: the engine's, which stamps `ts`.
     start_us: i64,
     rate: f64,
 }
 
 impl DueClock {
     fn new(rate: f64) -> Self {
-        let start_us = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
-        Self { start_us, rate }
+        Self { start_us: feed_engine::now_us(), rate }
     }
 
     /// The `n`-th tick's due time (the first is due `1 / rate` after the start).
