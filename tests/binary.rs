@@ -17,6 +17,7 @@ const FLAGS: &[&str] = &[
     "--ts-unit", "--replay-format", "--ingest-tcp", "--stdin", "--slow-consumer", "--history",
     "--heartbeat-ms", "--max-message-bytes", "--max-subscriptions", "--max-ops-per-sec",
     "--max-connections", "--max-connections-per-ip", "--bus-capacity", "--log-format", "--write-budget", "--max-coalesce-ms",
+    "--io-uring",
     "--tls-cert", "--tls-key", "--handshake-timeout-ms", "--idle-timeout-ms", "--publisher-token",
     "--jwt-secret", "--jwt-public-key", "--jwt-audience", "--jwt-issuer", "--jwt-leeway-s", "--allowed-origin",
     "--conformance-echo",

@@ -59,6 +59,14 @@ async fn ops_racing_ticks_held_for_the_pacing_window_never_cut_into_them() {
     race_ops_against_ticks(GatewayConfig { write_budget_per_s: 1, max_coalesce, ..GatewayConfig::default() }).await;
 }
 
+/// The same with the held connections written through io_uring (see `ws::sends`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_racing_ticks_held_and_written_through_io_uring_never_cut_into_them() {
+    let max_coalesce = Duration::from_millis(3);
+    let config = GatewayConfig { write_budget_per_s: 1, max_coalesce, io_uring: true, ..GatewayConfig::default() };
+    race_ops_against_ticks(config).await;
+}
+
 async fn race_ops_against_ticks(config: GatewayConfig) {
     const TICKS: u64 = 20_000;
     within(async {

@@ -13,14 +13,28 @@ use serde_json::json;
 
 /// A budget of one write a second makes any traffic "load", so the window is always on.
 async fn coalescing_server(max_coalesce: Duration) -> Server {
-    let config = GatewayConfig { write_budget_per_s: 1, max_coalesce, ..GatewayConfig::default() };
+    coalescing_server_with(max_coalesce, false).await
+}
+
+/// The same, with held connections written through io_uring or not (`--io-uring`).
+async fn coalescing_server_with(max_coalesce: Duration, io_uring: bool) -> Server {
+    let config = GatewayConfig { write_budget_per_s: 1, max_coalesce, io_uring, ..GatewayConfig::default() };
     start_with(EngineConfig::default(), config).await
 }
 
 #[tokio::test]
 async fn coalesced_ticks_all_arrive_once_and_in_order() {
+    coalesced_ticks_arrive_once_and_in_order(false).await;
+}
+
+#[tokio::test]
+async fn coalesced_ticks_written_through_io_uring_all_arrive_once_and_in_order() {
+    coalesced_ticks_arrive_once_and_in_order(true).await;
+}
+
+async fn coalesced_ticks_arrive_once_and_in_order(io_uring: bool) {
     within(async {
-        let server = coalescing_server(Duration::from_millis(50)).await;
+        let server = coalescing_server_with(Duration::from_millis(50), io_uring).await;
         let (mut ws, _) = connect(&server, "?symbols=P:A,P:B").await;
         assert_eq!(next_non_heartbeat(&mut ws).await["type"], "subscribed");
         let publisher = {

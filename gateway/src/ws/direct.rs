@@ -43,7 +43,10 @@ use std::{
 use feed_engine::{Drain, Event, Subscriber};
 use tokio::time::Instant;
 
-use super::session::{give_back, BATCH_BYTES, SPARE};
+use super::{
+    sends::{send, Sends},
+    session::{give_back, BATCH_BYTES, KEEP_BYTES, SPARE},
+};
 use crate::{
     frame::{self, Opcode},
     reply,
@@ -245,22 +248,54 @@ impl Direct {
         self.serve(inner);
     }
 
-    /// The flusher's turn (see `held`): the pacing window this connection was queued for has
-    /// ended, so what waited for it goes out now, if the task is still parked.
-    pub(crate) fn on_window_end(self: &Arc<Self>) {
-        // Waits for the lock: its holders, the task and the wake-ups, hold it briefly, and
-        // this entry is off the queue, so letting go here could strand the ticks.
-        let mut inner = self.lock();
-        inner.held = false;
-        if inner.parked {
-            self.serve(inner);
-        }
-    }
-
     /// Writes for the parked task; queues the connection for its window's end, or wakes the
     /// task for whatever is left to it.
     fn serve(self: &Arc<Self>, mut inner: MutexGuard<'_, Inner>) {
-        match self.write(&mut inner) {
+        let written = self.write(&mut inner);
+        self.settle(inner, written);
+    }
+
+    /// The flusher's turn (see `held`): the pacing windows these connections were queued for
+    /// have ended, so what waited for them goes out now, for each whose task is still parked,
+    /// all through `sends` at once. `directs` holds each connection once; `buffers` keeps
+    /// output buffers from one turn to the next.
+    pub(crate) fn on_windows_end(directs: &[Arc<Self>], sends: &mut Sends, buffers: &mut Vec<Vec<u8>>) {
+        // Waits for each lock: its holders, the task and the wake-ups, hold it briefly, and
+        // these entries are off the queue, so letting go here could strand the ticks. Each
+        // is held from framing to settling, as `serve` holds one, so nothing else writes to
+        // the socket meanwhile; only the flusher ever holds more than one of these locks, so
+        // waiting for each in turn cannot deadlock.
+        let mut ready = Vec::with_capacity(directs.len());
+        for direct in directs {
+            let mut inner = direct.lock();
+            inner.held = false;
+            if !inner.parked {
+                continue;
+            }
+            let mut out = buffers.pop().unwrap_or_default();
+            match direct.prepare(&mut inner, &mut out) {
+                Prepared::Done(written) => {
+                    give_back_to(buffers, out);
+                    direct.settle(inner, written);
+                }
+                Prepared::Send(pending) => ready.push((direct, inner, out, pending)),
+            }
+        }
+        let writes: Vec<_> = ready.iter().map(|(direct, _, out, _)| (direct.fd, &out[..])).collect();
+        let mut written = Vec::with_capacity(writes.len());
+        sends.send_all(&writes, &mut written);
+        drop(writes);
+        for ((direct, mut inner, mut out, pending), bytes) in ready.into_iter().zip(written) {
+            let written = direct.finish(&mut inner, &mut out, pending, bytes);
+            give_back_to(buffers, out);
+            direct.settle(inner, written);
+        }
+    }
+
+    /// What follows a write: armed again after one that emptied the subscriber, queued for
+    /// the window's end, or handed to the task.
+    fn settle(self: &Arc<Self>, mut inner: MutexGuard<'_, Inner>, written: Written) {
+        match written {
             Written::All => {
                 // Armed again with the lock held: a tick published from here on wakes this
                 // state again, and one that came before is seen by the check.
@@ -291,53 +326,92 @@ impl Direct {
 
     /// Frames and sends what the subscriber has, all of it or nothing of it left behind.
     fn write(&self, inner: &mut Inner) -> Written {
-        let fd = self.fd;
+        let mut out = SPARE.take();
+        let written = match self.prepare(inner, &mut out) {
+            Prepared::Done(written) => written,
+            Prepared::Send(pending) => {
+                let bytes = send(self.fd, &out);
+                self.finish(inner, &mut out, pending, bytes)
+            }
+        };
+        give_back(out);
+        written
+    }
+
+    /// [`Direct::write`] up to the send: frames into `out` (empty) what is to go out now.
+    fn prepare(&self, inner: &mut Inner, out: &mut Vec<u8>) -> Prepared {
         let window = self.state.pacing.window();
         if !window.is_zero() && Instant::now() < inner.last_write + window {
             // Inside the pacing window: the ticks wait for its end (see `pacing`).
-            return Written::Held(inner.last_write + window);
+            return Prepared::Done(Written::Held(inner.last_write + window));
         }
         let started = if self.state.share_writes {
             let now = Instant::now();
             if !SHARE.with(|share| share.allows(now)) {
-                return Written::LeftToTask;
+                return Prepared::Done(Written::LeftToTask);
             }
             Some(now)
         } else {
             None
         };
-        let mut out = SPARE.take();
-        let (frames, drained) = frame_ticks(&mut inner.subscriber, &mut out, self.state.engine.epoch());
+        let (frames, drained) = frame_ticks(&mut inner.subscriber, out, self.state.engine.epoch());
         if drained == Drain::Lagged {
-            inner.leftover = out;
+            inner.leftover = std::mem::take(out);
             inner.lagged = true;
-            return Written::LeftToTask;
+            return Prepared::Done(Written::LeftToTask);
         }
         if out.is_empty() {
-            give_back(out);
-            return Written::All;
+            return Prepared::Done(Written::All);
         }
-        let written = send(fd, &out);
-        self.state.pacing.add_delivered(frames);
+        Prepared::Send(Pending { frames, drained, started })
+    }
+
+    /// [`Direct::write`] after the send, which took `bytes` of `out`.
+    fn finish(&self, inner: &mut Inner, out: &mut Vec<u8>, pending: Pending, bytes: usize) -> Written {
+        self.state.pacing.add_delivered(pending.frames);
         // Read after the send, as the task does after its writes: the window and the
         // heartbeat count from when the bytes went out.
         inner.last_write = Instant::now();
         inner.wrote = Some(inner.last_write);
-        if let Some(started) = started {
+        if let Some(started) = pending.started {
             SHARE.with(|share| share.spend(inner.last_write - started));
         }
-        if written < out.len() {
-            out.drain(..written);
-            inner.leftover = out;
+        if bytes < out.len() {
+            out.drain(..bytes);
+            inner.leftover = std::mem::take(out);
             return Written::LeftToTask;
         }
-        give_back(out);
         // A batch that filled the buffer may have more behind it: the task writes the rest.
-        if drained == Drain::Stopped {
+        if pending.drained == Drain::Stopped {
             Written::LeftToTask
         } else {
             Written::All
         }
+    }
+}
+
+/// What [`Direct::prepare`] found.
+enum Prepared {
+    /// Nothing to send now.
+    Done(Written),
+    /// `out` holds frames to send.
+    Send(Pending),
+}
+
+/// About the frames [`Direct::prepare`] left in `out`, for [`Direct::finish`].
+struct Pending {
+    frames: u64,
+    drained: Drain,
+    /// When the write started, if this thread's share of writes is counted.
+    started: Option<Instant>,
+}
+
+/// Keeps an emptied buffer for the flusher's next turn, as [`give_back`] does for a thread.
+fn give_back_to(buffers: &mut Vec<Vec<u8>>, mut out: Vec<u8>) {
+    if out.capacity() > 0 {
+        out.clear();
+        out.shrink_to(KEEP_BYTES);
+        buffers.push(out);
     }
 }
 
@@ -392,27 +466,6 @@ impl Wake for Direct {
     fn wake_by_ref(self: &Arc<Self>) {
         self.on_wake();
     }
-}
-
-/// Sends what the socket takes now, without waiting; how many bytes it took. An error is
-/// left for the task to meet on its own next read or write.
-fn send(fd: RawFd, bytes: &[u8]) -> usize {
-    let mut written = 0;
-    while written < bytes.len() {
-        let rest = &bytes[written..];
-        // SAFETY: `fd` is the task's open socket: it is used only while the task is parked,
-        // under the lock the task takes before it closes the socket. `rest` is valid for
-        // reads of its length.
-        let n = unsafe {
-            libc::send(fd, rest.as_ptr().cast(), rest.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
-        };
-        if n <= 0 {
-            // EAGAIN, EINTR or a dead socket: the task retries and sees which.
-            break;
-        }
-        written += n as usize;
-    }
-    written
 }
 
 /// Frames what the subscriber has into `out`, up to one batch ([`BATCH_BYTES`]): ticks

@@ -23,7 +23,7 @@ use std::{
 
 use tokio::{sync::Notify, time::Instant};
 
-use super::direct::Direct;
+use super::{direct::Direct, sends::Sends};
 use crate::state::State;
 
 /// At most this many connections are written per turn of the flusher before it lets the
@@ -71,14 +71,15 @@ impl Held {
     pub(crate) async fn flush(state: Arc<State>) {
         let held = &state.held;
         let mut due = Vec::with_capacity(PER_TURN);
+        let mut sends = Sends::new(state.config.io_uring, PER_TURN);
+        let mut buffers = Vec::with_capacity(PER_TURN);
         // Registered once: a new one each turn would take the token's lock each time.
         let stopping = state.shutdown.cancelled();
         tokio::pin!(stopping);
         loop {
             let next = held.take_due(Instant::now(), &mut due, PER_TURN);
-            for direct in due.drain(..) {
-                direct.on_window_end();
-            }
+            Direct::on_windows_end(&due, &mut sends, &mut buffers);
+            due.clear();
             let wake_at = match next {
                 Next::Now => {
                     tokio::task::yield_now().await;
@@ -223,7 +224,7 @@ mod tests {
         std::thread::sleep(WINDOW);
         assert_eq!(state.held.take_due(Instant::now(), &mut due, PER_TURN), Next::Empty);
         assert_eq!(due.len(), 1);
-        due.pop().expect("taken").on_window_end();
+        Direct::on_windows_end(&due, &mut Sends::new(true, PER_TURN), &mut Vec::new());
         client.set_nonblocking(false).expect("blocking");
         client.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
         let read = client.read(&mut buffer).expect("the held ticks");
@@ -234,5 +235,77 @@ mod tests {
         publish(4.0);
         assert_eq!(queued(&state.held), 1);
         direct.release();
+    }
+
+    /// Connections whose windows end together are written in one turn, each with its own
+    /// ticks in order; one whose socket takes nothing hands its frames to its task, whole,
+    /// and the others are written all the same.
+    #[test]
+    fn windows_that_end_together_are_written_in_one_turn_and_a_full_socket_goes_to_its_task() {
+        const WINDOW: Duration = Duration::from_millis(30);
+        for use_ring in [true, false] {
+            let engine = Engine::new(EngineConfig::default());
+            let config = GatewayConfig { write_budget_per_s: 1, max_coalesce: WINDOW, ..GatewayConfig::default() };
+            let state = State::new(engine.clone(), config, CancellationToken::new());
+            state.pacing.add_delivered(1_000);
+            state.pacing.update(&mut Seen::default(), Duration::from_millis(100), 1, None);
+
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let mut connections = Vec::new();
+            for symbol in ["H:A", "H:B", "H:C"] {
+                let client = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
+                let (server_side, _) = listener.accept().expect("accept");
+                server_side.set_nonblocking(true).expect("non-blocking");
+                let mut subscriber = engine.subscriber();
+                subscriber.subscribe(&Selector::parse_list(symbol).expect("valid"), Resume::Fresh);
+                let direct = Direct::new(subscriber, server_side.as_raw_fd(), Arc::clone(&state));
+                let task = Arc::new(CountingWaker::default());
+                assert!(!direct.poll_ready(&Waker::from(Arc::clone(&task))));
+                connections.push((client, server_side, direct, task));
+            }
+            // The last connection's socket is full: junk it will read past.
+            let junk = vec![0u8; 64 * 1024];
+            let mut filled = 0;
+            loop {
+                let mut written = Vec::new();
+                Sends::new(false, 1).send_all(&[(connections[2].1.as_raw_fd(), &junk[..])], &mut written);
+                if written[0] == 0 {
+                    break;
+                }
+                filled += written[0];
+            }
+            for (symbol, price) in [("H:A", 1.0), ("H:B", 2.0), ("H:A", 3.0), ("H:C", 4.0), ("H:B", 5.0)] {
+                engine.publish(&Quote { symbol, price, ..Quote::default() }).expect("published");
+            }
+            assert_eq!(queued(&state.held), 3, "each connection queued once");
+
+            std::thread::sleep(WINDOW);
+            let mut due = Vec::new();
+            assert_eq!(state.held.take_due(Instant::now(), &mut due, PER_TURN), Next::Empty);
+            let mut sends = Sends::new(use_ring, PER_TURN);
+            Direct::on_windows_end(&due, &mut sends, &mut Vec::new());
+
+            let mut buffer = [0u8; 4096];
+            for (index, expected) in [(0, [1, 2]), (1, [1, 2])] {
+                let (client, _, _, task) = &mut connections[index];
+                client.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+                let read = client.read(&mut buffer).expect("the held ticks");
+                assert_eq!(seqs(&buffer[..read]), expected, "ring {use_ring}: one write, in order");
+                assert_eq!(task.0.load(AtomicOrdering::SeqCst), 0, "its task slept throughout");
+            }
+            let (client, _, direct, task) = &mut connections[2];
+            assert_eq!(task.0.load(AtomicOrdering::SeqCst), 1, "ring {use_ring}: the full socket's task is woken");
+            let handover = direct.unpark();
+            assert_eq!(seqs(&handover.leftover), [1], "its frames, whole, for the task to write");
+            client.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+            let mut junk_read = vec![0u8; filled];
+            client.read_exact(&mut junk_read).expect("the junk");
+            client.set_nonblocking(true).expect("non-blocking");
+            let nothing = client.read(&mut buffer).expect_err("nothing after the junk");
+            assert_eq!(nothing.kind(), ErrorKind::WouldBlock);
+            for (_, _, direct, _) in &connections {
+                direct.release();
+            }
+        }
     }
 }

@@ -11,6 +11,7 @@ mod codec;
 mod direct;
 mod echo;
 pub(crate) mod held;
+mod sends;
 mod session;
 mod socket;
 

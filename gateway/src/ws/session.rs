@@ -57,7 +57,7 @@ use crate::{
 /// one frame that may overshoot it the buffer's capacity stays at 64 KiB.
 pub(super) const BATCH_BYTES: usize = 63 * 1024;
 /// Capacity kept after a write; a larger buffer (one huge reply) is shrunk back.
-const KEEP_BYTES: usize = 64 * 1024;
+pub(super) const KEEP_BYTES: usize = 64 * 1024;
 /// How often a blocked write checks whether the subscriber fell off the engine's ring
 /// (`--slow-consumer disconnect`).
 const LAG_CHECK: Duration = Duration::from_millis(100);

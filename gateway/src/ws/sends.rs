@@ -1,0 +1,270 @@
+//! One system call for the writes of many connections: the flusher's (see `held`) when the
+//! pacing windows of several connections end together.
+//!
+//! Why: each write to a socket is a system call, and on a host whose kernel clears CPU
+//! buffers and fences returns on every crossing (mitigations against speculative-execution
+//! attacks, common on cloud machines), the crossing is a large part of a small write's
+//! cost. An io_uring submission carries the sends to many sockets into the kernel at once:
+//! with the same writes (1,000 connections each written every 20 ms), the server used 4–6
+//! points less of its core, about a tenth (BENCHMARKS.md, "Held connections written with
+//! one system call").
+//!
+//! Off by default (`--io-uring`): on the same host, in 1,000-dashboard runs the p99 was
+//! lower with it in three pairs of three, but with 5,000 connections on one symbol, where
+//! the load tool is the limit, the latency up to the tool's kernel was longer in five pairs
+//! of five, and why is not known yet.
+//!
+//! Each send is non-blocking (`MSG_DONTWAIT`), so the kernel completes it while it takes
+//! the submission, and the answer is the same as `send`'s: how many bytes the socket took,
+//! or nothing. Where io_uring is not there (an old kernel, a container's seccomp profile, or
+//! `--io-uring false`) every write is its own `send`, with the same results.
+
+use std::{io, os::fd::RawFd};
+
+use io_uring::{opcode, types, IoUring};
+use tracing::warn;
+
+/// One write: the socket and the bytes for it.
+pub(crate) type Write<'a> = (RawFd, &'a [u8]);
+
+/// See the module docs; one per flusher.
+pub(crate) struct Sends {
+    /// `None`: one `send` per write.
+    ring: Option<IoUring>,
+    /// Most writes per call of [`Sends::send_all`] (the ring's size).
+    most: usize,
+}
+
+impl Sends {
+    /// Up to `most` writes per call; through io_uring if `use_ring` and the kernel allows it.
+    pub(crate) fn new(use_ring: bool, most: usize) -> Self {
+        let ring = use_ring.then(|| new_ring(most)).and_then(|ring| match ring {
+            Ok(ring) => Some(ring),
+            Err(error) => {
+                warn!(%error, "io_uring is not available: held connections are written with one send each");
+                None
+            }
+        });
+        Self { ring, most }
+    }
+
+    /// Whether writes go through io_uring.
+    #[cfg(test)]
+    pub(crate) fn uses_ring(&self) -> bool {
+        self.ring.is_some()
+    }
+
+    /// Sends each write without waiting; `written[i]` becomes how many bytes the socket of
+    /// `writes[i]` took (0 when it took none or failed: the connection's task meets the error
+    /// on its own next write).
+    ///
+    /// # Panics
+    /// When given more than `most` writes (a caller's bug).
+    pub(crate) fn send_all(&mut self, writes: &[Write<'_>], written: &mut Vec<usize>) {
+        assert!(writes.len() <= self.most, "{} writes for a ring of {}", writes.len(), self.most);
+        written.clear();
+        written.resize(writes.len(), 0);
+        if writes.is_empty() {
+            return;
+        }
+        if let Some(ring) = &mut self.ring {
+            match submit(ring, writes, written) {
+                Ok(()) => return,
+                Err(error) => {
+                    // The kernel refused the whole submission (it took no send of it): every
+                    // write is still to do, and later ones go without the ring.
+                    warn!(%error, "io_uring submission refused: writing with one send each from now on");
+                    self.ring = None;
+                }
+            }
+        }
+        for (slot, &(fd, bytes)) in written.iter_mut().zip(writes) {
+            *slot = send(fd, bytes);
+        }
+    }
+}
+
+fn new_ring(entries: usize) -> io::Result<IoUring> {
+    let entries = u32::try_from(entries.max(1)).unwrap_or(u32::MAX);
+    // Submit every entry even when one fails early, so each gets its completion.
+    IoUring::builder().setup_submit_all().build(entries)
+}
+
+/// How often waiting for completions may fail before the missing ones are given up.
+const MAX_FAILED_WAITS: u32 = 100;
+
+/// The ring's half of [`Sends::send_all`]. An error means no send was taken.
+fn submit(ring: &mut IoUring, writes: &[Write<'_>], written: &mut [usize]) -> io::Result<()> {
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    {
+        let mut queue = ring.submission();
+        for (i, &(fd, bytes)) in writes.iter().enumerate() {
+            let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+            let entry = opcode::Send::new(types::Fd(fd), bytes.as_ptr(), len).flags(flags).build().user_data(i as u64);
+            // SAFETY: `fd` is an open socket and `bytes` stay borrowed until every completion
+            // is reaped below, before this function returns.
+            unsafe { queue.push(&entry) }.expect("the ring holds `most` entries and is empty between calls");
+        }
+    }
+    let mut reaped = 0;
+    let mut submitted = false;
+    let mut failed_waits = 0;
+    while reaped < writes.len() {
+        match ring.submit_and_wait(writes.len() - reaped) {
+            Ok(_) => submitted = true,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            // Nothing was taken: the caller sends them itself. The entries go with the ring.
+            Err(error) if !submitted => return Err(error),
+            // Submitted, each send has its completion already (non-blocking, done at once):
+            // reap what is there. Never seen; bounded so that it cannot hang the flusher.
+            Err(error) => {
+                failed_waits += 1;
+                if failed_waits > MAX_FAILED_WAITS {
+                    warn!(%error, missing = writes.len() - reaped, "io_uring completions missing: counted as not written");
+                    break;
+                }
+            }
+        }
+        for completion in ring.completion() {
+            let i = completion.user_data() as usize;
+            written[i] = usize::try_from(completion.result()).unwrap_or(0);
+            reaped += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Sends what the socket takes now, without waiting; how many bytes it took. An error is
+/// left for the connection's task to meet on its own next read or write.
+pub(crate) fn send(fd: RawFd, bytes: &[u8]) -> usize {
+    let mut written = 0;
+    while written < bytes.len() {
+        let rest = &bytes[written..];
+        // SAFETY: the caller vouches that `fd` is an open socket (see `direct`); `rest` is
+        // valid for reads of its length.
+        let n = unsafe {
+            libc::send(fd, rest.as_ptr().cast(), rest.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+        };
+        if n <= 0 {
+            // EAGAIN, EINTR or a dead socket: the task retries and sees which.
+            break;
+        }
+        written += n as usize;
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{ErrorKind, Read},
+        net::{TcpListener, TcpStream},
+        os::fd::AsRawFd,
+        time::Duration,
+    };
+
+    use super::*;
+
+    /// `count` connected pairs: (the server's side, non-blocking; the client's side).
+    fn pairs(count: usize) -> Vec<(TcpStream, TcpStream)> {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        (0..count)
+            .map(|_| {
+                let client = TcpStream::connect(address).expect("connect");
+                let (server, _) = listener.accept().expect("accept");
+                server.set_nonblocking(true).expect("non-blocking");
+                client.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+                (server, client)
+            })
+            .collect()
+    }
+
+    fn read_exactly(client: &mut TcpStream, len: usize) -> Vec<u8> {
+        let mut bytes = vec![0; len];
+        client.read_exact(&mut bytes).expect("the bytes sent");
+        bytes
+    }
+
+    fn io_uring_allowed() -> bool {
+        std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").map_or(true, |value| value.trim() == "0")
+    }
+
+    /// Through the ring or one `send` each, every socket gets its own bytes and each count
+    /// is what its socket took.
+    #[test]
+    fn each_socket_gets_its_own_bytes_with_or_without_the_ring() {
+        for use_ring in [true, false] {
+            let mut sends = Sends::new(use_ring, 8);
+            assert_eq!(sends.uses_ring(), use_ring && io_uring_allowed(), "where the kernel allows it");
+            let mut pairs = pairs(5);
+            let messages: Vec<Vec<u8>> = (0..5).map(|i| format!("message {i} ").repeat(i + 1).into_bytes()).collect();
+            let writes: Vec<Write<'_>> =
+                pairs.iter().zip(&messages).map(|((server, _), message)| (server.as_raw_fd(), &message[..])).collect();
+            let mut written = Vec::new();
+            sends.send_all(&writes, &mut written);
+            let lens: Vec<usize> = messages.iter().map(Vec::len).collect();
+            assert_eq!(written, lens, "ring {use_ring}");
+            for ((_, client), message) in pairs.iter_mut().zip(&messages) {
+                assert_eq!(&read_exactly(client, message.len()), message, "ring {use_ring}");
+            }
+        }
+    }
+
+    /// A socket that takes part of a write, or none of it, says so in its count, through the
+    /// ring as through `send`; the sockets beside it are written all the same.
+    #[test]
+    fn a_full_socket_takes_what_it_can_and_the_others_are_written() {
+        for use_ring in [true, false] {
+            let mut sends = Sends::new(use_ring, 4);
+            let mut pairs = pairs(2);
+            // Fill the first socket until it takes nothing more.
+            let block = vec![7u8; 64 * 1024];
+            let mut filled = 0;
+            loop {
+                let mut written = Vec::new();
+                sends.send_all(&[(pairs[0].0.as_raw_fd(), &block[..])], &mut written);
+                if written[0] == 0 {
+                    break;
+                }
+                filled += written[0];
+            }
+            let writes = [(pairs[0].0.as_raw_fd(), &b"more"[..]), (pairs[1].0.as_raw_fd(), &b"beside"[..])];
+            let mut written = Vec::new();
+            sends.send_all(&writes, &mut written);
+            assert_eq!(written, [0, 6], "ring {use_ring}: the full socket took nothing");
+            assert_eq!(read_exactly(&mut pairs[1].1, 6), b"beside");
+            assert!(read_exactly(&mut pairs[0].1, filled).iter().all(|&byte| byte == 7), "what it took, whole");
+            pairs[0].1.set_nonblocking(true).expect("non-blocking");
+            let mut rest = [0u8; 16];
+            let nothing = pairs[0].1.read(&mut rest).expect_err("nothing more was sent");
+            assert_eq!(nothing.kind(), ErrorKind::WouldBlock);
+        }
+    }
+
+    /// A socket whose peer is gone fails its send (0 taken, no signal that kills the
+    /// process), and the others in the same submission are written.
+    #[test]
+    fn a_dead_socket_fails_alone() {
+        for use_ring in [true, false] {
+            let mut sends = Sends::new(use_ring, 4);
+            let mut pairs = pairs(2);
+            let (dead_server, dead_client) = &pairs[0];
+            dead_client.shutdown(std::net::Shutdown::Both).expect("shutdown");
+            let fd = dead_server.as_raw_fd();
+            // The first write after the peer closed may be taken; the one after fails.
+            let mut written = Vec::new();
+            for _ in 0..50 {
+                sends.send_all(&[(fd, &b"into the void"[..])], &mut written);
+                if written[0] == 0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert_eq!(written, [0], "ring {use_ring}: the dead socket takes nothing");
+            sends.send_all(&[(fd, &b"again"[..]), (pairs[1].0.as_raw_fd(), &b"alive"[..])], &mut written);
+            assert_eq!(written, [0, 5], "ring {use_ring}");
+            assert_eq!(read_exactly(&mut pairs[1].1, 5), b"alive");
+        }
+    }
+}
