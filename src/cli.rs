@@ -175,12 +175,11 @@ pub struct Cli {
     #[arg(long, env = "TICKFEED_DIRECT_WRITES", default_value_t = true, action = clap::ArgAction::Set)]
     pub direct_writes: bool,
 
-    /// Write the WebSocket connections whose coalescing windows end together with one
-    /// io_uring submission (Linux), rather than one `send` each: about a tenth less server
-    /// CPU for the same writes. Where the kernel refuses io_uring, the server logs a warning
-    /// and sends one by one. Off by default: with 5,000 connections on one symbol it made the
-    /// latency longer (see BENCHMARKS.md).
-    #[arg(long, env = "TICKFEED_IO_URING", default_value_t = false, action = clap::ArgAction::Set)]
+    /// Write WebSocket ticks to many connections with one io_uring submission (Linux) rather
+    /// than one `send` each: those one publish wakes, and those whose coalescing windows end
+    /// together. Fewer system calls under load. Where the kernel refuses io_uring, the server
+    /// logs a warning once and sends one by one.
+    #[arg(long, env = "TICKFEED_IO_URING", default_value_t = true, action = clap::ArgAction::Set)]
     pub io_uring: bool,
 
     /// Also serve a WebSocket echo at /ws-echo, for the WebSocket conformance tests

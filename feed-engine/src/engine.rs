@@ -16,7 +16,7 @@ use std::{
 use crate::{
     bus::Bus,
     cursor::{Cursor, CursorError},
-    interest::{Interest, SymbolLists},
+    interest::{Interest, SymbolLists, WakeBatch},
     pattern::Selector,
     registry::{Registry, SymbolState},
     ring,
@@ -269,6 +269,13 @@ impl Engine {
         }
         self.shared.published.fetch_add(1, Ordering::Relaxed);
         Ok((Published { seq, position }, lists))
+    }
+
+    /// Has `batch` told when each publish starts and ends waking subscribers, on the
+    /// publishing thread (see [`WakeBatch`]). One per engine: false, and `batch` unused, if
+    /// one was set already.
+    pub fn set_wake_batch(&self, batch: Arc<dyn WakeBatch>) -> bool {
+        self.shared.interest.set_batch(batch)
     }
 
     /// A new subscriber positioned at the newest tick, with no subscriptions yet.

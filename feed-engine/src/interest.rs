@@ -26,7 +26,7 @@ use std::{
     collections::HashMap,
     sync::{
         atomic::{fence, AtomicBool, Ordering},
-        Arc, Mutex, PoisonError,
+        Arc, Mutex, OnceLock, PoisonError,
     },
 };
 
@@ -173,6 +173,20 @@ pub(crate) struct SymbolLists {
 pub(crate) struct Interest {
     all: Arc<WakeList>,
     maps: Mutex<Maps>,
+    /// Told when each publish's wake-ups start and end (see [`WakeBatch`]).
+    batch: OnceLock<Arc<dyn WakeBatch>>,
+}
+
+/// Told, on the publishing thread, when a publish starts waking its subscribers and when it
+/// is done, so that wakers which only note what to do can then do all of it at once (the
+/// gateway writes to many sockets in one system call). Set with
+/// [`Engine::set_wake_batch`](crate::Engine::set_wake_batch).
+pub trait WakeBatch: Send + Sync {
+    /// Before the first waker of a publish runs.
+    fn begin(&self);
+    /// After the last one ran. Whatever the wakers noted must be done by the time it returns:
+    /// nothing else will call for it.
+    fn end(&self);
 }
 
 #[derive(Default)]
@@ -260,6 +274,11 @@ impl Interest {
         SymbolLists { exact, venue }
     }
 
+    /// See [`Engine::set_wake_batch`](crate::Engine::set_wake_batch).
+    pub(crate) fn set_batch(&self, batch: Arc<dyn WakeBatch>) -> bool {
+        self.batch.set(batch).is_ok()
+    }
+
     /// Wakes the waiting subscribers of symbols that just got ticks. Call after the ticks
     /// are visible in the ring.
     ///
@@ -279,8 +298,15 @@ impl Interest {
             }
         }
         self.all.take_waiting(&mut wakers);
+        let batch = self.batch.get().filter(|_| !wakers.is_empty());
+        if let Some(batch) = batch {
+            batch.begin();
+        }
         for waker in wakers.drain(..) {
             waker.wake();
+        }
+        if let Some(batch) = batch {
+            batch.end();
         }
         WAKERS.set(wakers);
     }

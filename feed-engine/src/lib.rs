@@ -24,6 +24,7 @@ pub mod tick;
 
 pub use cursor::{Cursor, CursorError};
 pub use engine::{now_us, Engine, EngineConfig, EngineStats, Published, SlowConsumer};
+pub use interest::WakeBatch;
 pub use pattern::Selector;
 pub use subscriber::{Drain, Event, Resume, Subscriber};
 pub use tick::{Quote, Tick};

@@ -13,7 +13,7 @@ use std::{
 };
 
 use common::{drain, engine, publish, seqs_of};
-use feed_engine::{Drain, Resume, Selector, SlowConsumer, Subscriber};
+use feed_engine::{Drain, Resume, Selector, SlowConsumer, Subscriber, WakeBatch};
 
 #[derive(Default)]
 struct CountingWaker(AtomicUsize);
@@ -181,4 +181,56 @@ fn a_batch_wakes_a_subscriber_once_with_all_of_its_ticks_visible() {
         drop(sub);
         assert_eq!(Arc::strong_count(&waker), 1, "{list}: nothing else holds the waker");
     }
+}
+
+/// What a [`WakeBatch`] and the wakers it brackets saw, in order.
+#[derive(Default)]
+struct Log(std::sync::Mutex<Vec<&'static str>>);
+
+impl Log {
+    fn push(&self, event: &'static str) {
+        self.0.lock().expect("not poisoned").push(event);
+    }
+
+    fn take(&self) -> Vec<&'static str> {
+        std::mem::take(&mut *self.0.lock().expect("not poisoned"))
+    }
+}
+
+impl WakeBatch for Log {
+    fn begin(&self) {
+        self.push("begin");
+    }
+
+    fn end(&self) {
+        self.push("end");
+    }
+}
+
+/// A waker that writes to the log.
+struct Logging(Arc<Log>);
+
+impl Wake for Logging {
+    fn wake(self: Arc<Self>) {
+        self.0.push("wake");
+    }
+}
+
+/// The batch is told before the first waker of a publish runs and after the last, once per
+/// publish however many subscribers it wakes, and not at all for a publish that wakes none.
+#[test]
+fn a_wake_batch_brackets_each_publishs_wake_ups() {
+    let engine = engine(16, 1024, SlowConsumer::Conflate);
+    let log = Arc::new(Log::default());
+    assert!(engine.set_wake_batch(Arc::clone(&log) as Arc<dyn WakeBatch>));
+    assert!(!engine.set_wake_batch(Arc::new(Log::default())), "one per engine");
+    let subs = [subscribed(&engine, "B:A"), subscribed(&engine, "B:*")];
+    let waker = Waker::from(Arc::new(Logging(Arc::clone(&log))));
+    for sub in &subs {
+        assert!(!sub.poll_ready(&waker));
+    }
+    publish(&engine, "B:A", 1);
+    assert_eq!(log.take(), ["begin", "wake", "wake", "end"]);
+    publish(&engine, "B:A", 1);
+    assert_eq!(log.take(), Vec::<&str>::new(), "nobody waiting: no batch");
 }

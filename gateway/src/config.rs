@@ -36,9 +36,10 @@ pub struct GatewayConfig {
     /// without its task (`--direct-writes`, see `ws::direct`); false leaves every write to
     /// the connection's task.
     pub direct_writes: bool,
-    /// Write the connections whose pacing windows end together with one io_uring
-    /// submission (`--io-uring`, see `ws::sends`) rather than one `send` each; where the
-    /// kernel refuses io_uring, one `send` each all the same. Off by default: see `ws::sends`.
+    /// Write the WebSocket ticks of one publish's wake-ups, and of the connections whose
+    /// pacing windows end together, with one io_uring submission (`--io-uring`, see
+    /// `ws::sends`) rather than one `send` each; where the kernel refuses io_uring, one
+    /// `send` each all the same.
     pub io_uring: bool,
     /// From accepting a connection to having its first request head: the TLS handshake plus
     /// the head of the first request, WebSocket upgrades included (`--handshake-timeout-ms`).
@@ -76,7 +77,7 @@ impl Default for GatewayConfig {
             write_budget_per_s: 75_000,
             max_coalesce: Duration::from_millis(20),
             direct_writes: true,
-            io_uring: false,
+            io_uring: true,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             tls: None,

@@ -10,7 +10,12 @@ use feed_engine::Engine;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    auth::Verifier, closing::Closing, config::GatewayConfig, limits::ConnectionLimits, pacing::Pacing, ws::held::Held,
+    auth::Verifier,
+    closing::Closing,
+    config::GatewayConfig,
+    limits::ConnectionLimits,
+    pacing::Pacing,
+    ws::{held::Held, Batch},
 };
 
 /// See the module docs. Cloned into every connection as an `Arc`.
@@ -51,6 +56,10 @@ impl State {
         let pacing = Pacing::new(config.write_budget_per_s, config.max_coalesce);
         let auth = config.auth.as_ref().map(Verifier::new);
         let workers = tokio::runtime::Handle::try_current().map_or(1, |runtime| runtime.metrics().num_workers());
+        if config.io_uring {
+            // An engine shared with another server may have it already: the same batch.
+            engine.set_wake_batch(Arc::new(Batch));
+        }
         Arc::new(Self {
             pacing,
             held: Held::default(),

@@ -67,6 +67,51 @@ async fn ops_racing_ticks_held_and_written_through_io_uring_never_cut_into_them(
     race_ops_against_ticks(config).await;
 }
 
+/// With `--io-uring`, one publish's wake-ups are written together at its end, up to 64 per
+/// submission: more connections than that, woken by every tick, each get every tick once
+/// and in order, whether the ticks come one publish at a time or in batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wake_ups_written_together_through_io_uring_deliver_every_tick_to_every_connection() {
+    const CONNECTIONS: usize = 150;
+    const TICKS: u64 = 300;
+    within(async {
+        let config = GatewayConfig { io_uring: true, ..GatewayConfig::default() };
+        let server = start_with(EngineConfig::default(), config).await;
+        let mut clients = Vec::new();
+        for _ in 0..CONNECTIONS {
+            let (mut ws, _) = connect(&server, "?symbols=U:A,U:B").await;
+            assert_eq!(next_non_heartbeat(&mut ws).await["type"], "subscribed");
+            clients.push(ws);
+        }
+        let engine = server.engine.clone();
+        let publisher = std::thread::spawn(move || {
+            for i in 0..TICKS {
+                if i % 2 == 0 {
+                    engine.publish(&common::quote("U:A", i as f64)).unwrap();
+                } else {
+                    // Two symbols in one publish: one wake-up each connection, both ticks.
+                    engine.publish_batch(&[common::quote("U:B", i as f64), common::quote("U:A", i as f64)]);
+                }
+                if i % 50 == 0 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        });
+        let expected = TICKS + TICKS / 2;
+        for ws in &mut clients {
+            let (mut a, mut b) = (Expect::default(), Expect::default());
+            for _ in 0..expected {
+                let tick = next_non_heartbeat(ws).await;
+                assert_eq!(tick["type"], "tick", "{tick}");
+                if tick["symbol"] == "U:A" { a.tick(&tick) } else { b.tick(&tick) }
+            }
+            assert_eq!((a.last, b.last), (Some(TICKS), Some(TICKS / 2)), "every tick, once");
+        }
+        publisher.join().unwrap();
+    })
+    .await;
+}
+
 async fn race_ops_against_ticks(config: GatewayConfig) {
     const TICKS: u64 = 20_000;
     within(async {

@@ -8,6 +8,9 @@
 //! every write was the difference between keeping up at once and queueing for milliseconds.
 //! Here the engine's wake-up itself frames the ticks and writes them with one non-blocking
 //! `send`, while the ticks are still in the cache of the thread that published them.
+//! With `--io-uring` (see [`Batch`]) a wake-up only notes its connection, and when the
+//! publish has woken everyone the noted connections are written together, one system call
+//! for up to 64 of them (see `sends`).
 //!
 //! Only in the one state where nothing else can touch the socket's output: the task is
 //! *parked*, waiting in its loop for ticks with nothing of its own to write and no pacing
@@ -33,14 +36,14 @@
 //! when it ends ([`Direct::release`]).
 
 use std::{
-    cell::Cell,
+    cell::{Cell, RefCell},
     os::fd::RawFd,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     task::{Wake, Waker},
     time::Duration,
 };
 
-use feed_engine::{Drain, Event, Subscriber};
+use feed_engine::{Drain, Event, Subscriber, WakeBatch};
 use tokio::time::Instant;
 
 use super::{
@@ -245,6 +248,10 @@ impl Direct {
             // The task is awake and checks the subscriber before it sleeps again.
             return;
         }
+        if self.state.config.io_uring && defer(self) {
+            // Written with the others at the end of the publish that woke it (see [`Batch`]).
+            return;
+        }
         self.serve(inner);
     }
 
@@ -261,14 +268,38 @@ impl Direct {
     /// output buffers from one turn to the next.
     pub(crate) fn on_windows_end(directs: &[Arc<Self>], sends: &mut Sends, buffers: &mut Vec<Vec<u8>>) {
         // Waits for each lock: its holders, the task and the wake-ups, hold it briefly, and
-        // these entries are off the queue, so letting go here could strand the ticks. Each
-        // is held from framing to settling, as `serve` holds one, so nothing else writes to
-        // the socket meanwhile; only the flusher ever holds more than one of these locks, so
-        // waiting for each in turn cannot deadlock.
-        let mut ready = Vec::with_capacity(directs.len());
-        for direct in directs {
+        // these entries are off the queue, so letting go here could strand the ticks. The
+        // wake-ups only ever try the locks, so waiting for each in turn cannot deadlock.
+        Self::serve_all(directs, sends, buffers, |direct| {
             let mut inner = direct.lock();
             inner.held = false;
+            Some(inner)
+        });
+    }
+
+    /// The wake-ups of one publish, deferred to its end (see [`Batch`]): as [`Direct::on_wake`]
+    /// for each, with their writes through `sends` at once.
+    fn on_wakes(directs: &[Arc<Self>], sends: &mut Sends, buffers: &mut Vec<Vec<u8>>) {
+        // Tried only, as `on_wake` does: a holder re-checks for ticks before it lets go.
+        Self::serve_all(directs, sends, buffers, |direct| direct.inner.try_lock().ok());
+    }
+
+    /// Serves each of `directs` whose lock `take` gets and whose task is parked, holding
+    /// each lock from framing to settling, as `serve` holds one, so nothing else writes to
+    /// the socket meanwhile; the sends go through `sends` at once. `buffers` keeps output
+    /// buffers from one call to the next.
+    fn serve_all<'a>(
+        directs: &'a [Arc<Self>],
+        sends: &mut Sends,
+        buffers: &mut Vec<Vec<u8>>,
+        take: impl Fn(&'a Arc<Self>) -> Option<MutexGuard<'a, Inner>>,
+    ) {
+        let mut ready = Vec::with_capacity(directs.len());
+        // This thread's share of writes (see [`Share`]) is spent once for the whole batch:
+        // each connection's own count would include the others' sends.
+        let mut share_started = None;
+        for direct in directs {
+            let Some(mut inner) = take(direct) else { continue };
             if !inner.parked {
                 continue;
             }
@@ -278,7 +309,10 @@ impl Direct {
                     give_back_to(buffers, out);
                     direct.settle(inner, written);
                 }
-                Prepared::Send(pending) => ready.push((direct, inner, out, pending)),
+                Prepared::Send(mut pending) => {
+                    share_started = share_started.or(pending.started.take());
+                    ready.push((direct, inner, out, pending));
+                }
             }
         }
         let writes: Vec<_> = ready.iter().map(|(direct, _, out, _)| (direct.fd, &out[..])).collect();
@@ -289,6 +323,9 @@ impl Direct {
             let written = direct.finish(&mut inner, &mut out, pending, bytes);
             give_back_to(buffers, out);
             direct.settle(inner, written);
+        }
+        if let Some(started) = share_started {
+            SHARE.with(|share| share.spend(started.elapsed()));
         }
     }
 
@@ -387,6 +424,65 @@ impl Direct {
         } else {
             Written::All
         }
+    }
+}
+
+/// Most writes in one submission of the wake-ups' batch.
+const PER_SUBMISSION: usize = 64;
+
+thread_local! {
+    /// This thread's wake-ups deferred to the end of the publish that woke them.
+    static DEFERRED: RefCell<Deferred> = RefCell::new(Deferred::default());
+}
+
+/// See [`DEFERRED`].
+#[derive(Default)]
+struct Deferred {
+    /// Between a publish's [`WakeBatch::begin`] and [`WakeBatch::end`] on this thread.
+    collecting: bool,
+    directs: Vec<Arc<Direct>>,
+    /// This thread's io_uring, made on first use.
+    sends: Option<Sends>,
+    buffers: Vec<Vec<u8>>,
+}
+
+/// Notes `direct` for the end of the publish that is waking it; false outside one.
+fn defer(direct: &Arc<Direct>) -> bool {
+    DEFERRED.with_borrow_mut(|deferred| {
+        if deferred.collecting {
+            deferred.directs.push(Arc::clone(direct));
+        }
+        deferred.collecting
+    })
+}
+
+/// With `--io-uring`, the engine's [`WakeBatch`]: a publish's wake-ups only note the
+/// connections they would write, and at its end their writes go out together, up to
+/// [`PER_SUBMISSION`] per io_uring submission (see `sends`), on the publishing thread.
+pub(crate) struct Batch;
+
+impl WakeBatch for Batch {
+    fn begin(&self) {
+        DEFERRED.with_borrow_mut(|deferred| deferred.collecting = true);
+    }
+
+    fn end(&self) {
+        // Taken out while they are served: a waker run meanwhile finds nothing borrowed.
+        let (directs, mut sends, mut buffers) = DEFERRED.with_borrow_mut(|deferred| {
+            deferred.collecting = false;
+            let sends = deferred.sends.take().unwrap_or_else(|| Sends::new(true, PER_SUBMISSION));
+            (std::mem::take(&mut deferred.directs), sends, std::mem::take(&mut deferred.buffers))
+        });
+        for chunk in directs.chunks(PER_SUBMISSION) {
+            Direct::on_wakes(chunk, &mut sends, &mut buffers);
+        }
+        let mut directs = directs;
+        directs.clear();
+        DEFERRED.with_borrow_mut(|deferred| {
+            deferred.directs = directs;
+            deferred.sends = Some(sends);
+            deferred.buffers = buffers;
+        });
     }
 }
 
@@ -508,5 +604,62 @@ mod tests {
         share.spend(Duration::from_micros(1));
         assert!(!share.allows(start + Duration::from_millis(9)), "the period's share is spent");
         assert!(share.allows(start + SHARE_PERIOD), "a new period starts afresh");
+    }
+
+    /// With `--io-uring`, a publish's wake-ups are only noted, and written together when
+    /// the publish is done waking, on its thread: each parked connection gets its tick and
+    /// nothing is left noted.
+    #[test]
+    fn a_publishs_wake_ups_are_written_together_when_it_is_done_waking() {
+        use std::{
+            io::Read,
+            net::{TcpListener, TcpStream},
+            os::fd::AsRawFd,
+        };
+
+        use feed_engine::{Engine, EngineConfig, Quote, Resume, Selector};
+        use tokio_util::sync::CancellationToken;
+
+        use crate::config::GatewayConfig;
+
+        let engine = Engine::new(EngineConfig::default());
+        let config = GatewayConfig { io_uring: true, ..GatewayConfig::default() };
+        let state = State::new(engine.clone(), config, CancellationToken::new());
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut connections = Vec::new();
+        for _ in 0..3 {
+            let client = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
+            let (server_side, _) = listener.accept().expect("accept");
+            server_side.set_nonblocking(true).expect("non-blocking");
+            client.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+            let mut subscriber = engine.subscriber();
+            subscriber.subscribe(&Selector::parse_list("D:A").expect("valid"), Resume::Fresh);
+            let direct = Direct::new(subscriber, server_side.as_raw_fd(), Arc::clone(&state));
+            let task = Waker::from(Arc::new(NoTask));
+            assert!(!direct.poll_ready(&task), "parked");
+            connections.push((client, server_side, direct));
+        }
+        engine.publish(&Quote { symbol: "D:A", price: 1.0, ..Quote::default() }).expect("published");
+        DEFERRED.with_borrow(|deferred| {
+            assert!(deferred.directs.is_empty(), "nothing left noted");
+            assert!(deferred.sends.is_some(), "written by this thread's batch");
+        });
+        for (client, _, direct) in &mut connections {
+            let mut frame = [0u8; 512];
+            let read = client.read(&mut frame).expect("the tick");
+            assert_eq!(frame[0], 0x81, "a text frame");
+            let tick: serde_json::Value = serde_json::from_slice(&frame[2..read]).expect("one whole tick");
+            assert_eq!((tick["symbol"].as_str(), tick["seq"].as_u64()), (Some("D:A"), Some(1)));
+            direct.release();
+        }
+    }
+
+    /// A task that must not be needed.
+    struct NoTask;
+
+    impl Wake for NoTask {
+        fn wake(self: Arc<Self>) {
+            panic!("the task was woken");
+        }
     }
 }

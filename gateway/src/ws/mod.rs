@@ -9,6 +9,7 @@
 
 mod codec;
 mod direct;
+pub(crate) use direct::Batch;
 mod echo;
 pub(crate) mod held;
 mod sends;

@@ -1,28 +1,33 @@
-//! One system call for the writes of many connections: the flusher's (see `held`) when the
-//! pacing windows of several connections end together.
+//! One system call for the writes of many connections: those of one publish's wake-ups
+//! (see `direct`'s `Batch`) and those of the connections whose pacing windows end together
+//! (see `held`).
 //!
 //! Why: each write to a socket is a system call, and on a host whose kernel clears CPU
 //! buffers and fences returns on every crossing (mitigations against speculative-execution
 //! attacks, common on cloud machines), the crossing is a large part of a small write's
-//! cost. An io_uring submission carries the sends to many sockets into the kernel at once:
-//! with the same writes (1,000 connections each written every 20 ms), the server used 4–6
-//! points less of its core, about a tenth (BENCHMARKS.md, "Held connections written with
-//! one system call").
-//!
-//! Off by default (`--io-uring`): on the same host, in 1,000-dashboard runs the p99 was
-//! lower with it in three pairs of three, but with 5,000 connections on one symbol, where
-//! the load tool is the limit, the latency up to the tool's kernel was longer in five pairs
-//! of five, and why is not known yet.
+//! cost. An io_uring submission carries the sends to many sockets into the kernel at once.
+//! On such a host, with the same writes, the server used about a tenth less of its core for
+//! the held connections alone (1,000 connections each written every 20 ms), and with the
+//! wake-ups too it was lower in five of seven pairs with every tick written at once; the p99
+//! of 1,000 dashboards and of the storm was lower in most pairs (BENCHMARKS.md, "Writes to
+//! many sockets in one system call").
 //!
 //! Each send is non-blocking (`MSG_DONTWAIT`), so the kernel completes it while it takes
 //! the submission, and the answer is the same as `send`'s: how many bytes the socket took,
 //! or nothing. Where io_uring is not there (an old kernel, a container's seccomp profile, or
 //! `--io-uring false`) every write is its own `send`, with the same results.
 
-use std::{io, os::fd::RawFd};
+use std::{
+    io,
+    os::fd::RawFd,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use io_uring::{opcode, types, IoUring};
 use tracing::warn;
+
+/// Set when the kernel first refused a ring.
+static REFUSED: AtomicBool = AtomicBool::new(false);
 
 /// One write: the socket and the bytes for it.
 pub(crate) type Write<'a> = (RawFd, &'a [u8]);
@@ -41,7 +46,10 @@ impl Sends {
         let ring = use_ring.then(|| new_ring(most)).and_then(|ring| match ring {
             Ok(ring) => Some(ring),
             Err(error) => {
-                warn!(%error, "io_uring is not available: held connections are written with one send each");
+                // Once per process: every publishing thread would find the same.
+                if !REFUSED.swap(true, Ordering::Relaxed) {
+                    warn!(%error, "io_uring is not available: WebSocket ticks are written with one send each");
+                }
                 None
             }
         });
@@ -73,7 +81,7 @@ impl Sends {
                 Err(error) => {
                     // The kernel refused the whole submission (it took no send of it): every
                     // write is still to do, and later ones go without the ring.
-                    warn!(%error, "io_uring submission refused: writing with one send each from now on");
+                    warn!(%error, "io_uring submission refused: this thread writes with one send each from now on");
                     self.ring = None;
                 }
             }
