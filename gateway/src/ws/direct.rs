@@ -286,7 +286,8 @@ impl Direct {
 
     /// Serves each of `directs` whose lock `take` gets and whose task is parked, holding
     /// each lock from framing to settling, as `serve` holds one, so nothing else writes to
-    /// the socket meanwhile; the sends go through `sends` at once. `buffers` keeps output
+    /// the socket meanwhile. The sends go through `sends` together, as soon as the framed
+    /// bytes reach [`SUBMIT_BYTES`] and for the rest at the end. `buffers` keeps output
     /// buffers from one call to the next.
     fn serve_all<'a>(
         directs: &'a [Arc<Self>],
@@ -295,6 +296,7 @@ impl Direct {
         take: impl Fn(&'a Arc<Self>) -> Option<MutexGuard<'a, Inner>>,
     ) {
         let mut ready = Vec::with_capacity(directs.len());
+        let mut framed = 0;
         // This thread's share of writes (see [`Share`]) is spent once for the whole batch:
         // each connection's own count would include the others' sends.
         let mut share_started = None;
@@ -311,21 +313,34 @@ impl Direct {
                 }
                 Prepared::Send(mut pending) => {
                     share_started = share_started.or(pending.started.take());
-                    ready.push((direct, inner, out, pending));
+                    framed += out.len();
+                    ready.push(Ready { direct, inner, out, pending });
+                    if framed >= SUBMIT_BYTES {
+                        Self::send_ready(&mut ready, sends, buffers);
+                        framed = 0;
+                    }
                 }
             }
         }
-        let writes: Vec<_> = ready.iter().map(|(direct, _, out, _)| (direct.fd, &out[..])).collect();
+        Self::send_ready(&mut ready, sends, buffers);
+        if let Some(started) = share_started {
+            SHARE.with(|share| share.spend(started.elapsed()));
+        }
+    }
+
+    /// Sends what `ready` framed, in one go, and settles each connection.
+    fn send_ready(ready: &mut Vec<Ready<'_>>, sends: &mut Sends, buffers: &mut Vec<Vec<u8>>) {
+        if ready.is_empty() {
+            return;
+        }
+        let writes: Vec<_> = ready.iter().map(|ready| (ready.direct.fd, &ready.out[..])).collect();
         let mut written = Vec::with_capacity(writes.len());
         sends.send_all(&writes, &mut written);
         drop(writes);
-        for ((direct, mut inner, mut out, pending), bytes) in ready.into_iter().zip(written) {
+        for (Ready { direct, mut inner, mut out, pending }, bytes) in ready.drain(..).zip(written) {
             let written = direct.finish(&mut inner, &mut out, pending, bytes);
             give_back_to(buffers, out);
             direct.settle(inner, written);
-        }
-        if let Some(started) = share_started {
-            SHARE.with(|share| share.spend(started.elapsed()));
         }
     }
 
@@ -429,6 +444,19 @@ impl Direct {
 
 /// Most writes in one submission of the wake-ups' batch.
 const PER_SUBMISSION: usize = 64;
+/// Framed bytes after which a batch's writes are submitted without framing more: a system
+/// call's cost matters next to small writes only, and the first connection's ticks should
+/// not wait while large batches are framed for all the others (20 connections to every
+/// symbol at 100,000 ticks/s had a p50 70 µs longer when every write waited for all).
+const SUBMIT_BYTES: usize = 32 * 1024;
+
+/// A connection framed for [`Direct::send_ready`], its lock held.
+struct Ready<'a> {
+    direct: &'a Arc<Direct>,
+    inner: MutexGuard<'a, Inner>,
+    out: Vec<u8>,
+    pending: Pending,
+}
 
 thread_local! {
     /// This thread's wake-ups deferred to the end of the publish that woke them.
