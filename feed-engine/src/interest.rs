@@ -162,6 +162,22 @@ impl WakeList {
     }
 }
 
+/// A [`WakeBatch`] begun, ended when dropped.
+struct Begun<'a>(&'a dyn WakeBatch);
+
+impl<'a> Begun<'a> {
+    fn new(batch: &'a dyn WakeBatch) -> Self {
+        batch.begin();
+        Self(batch)
+    }
+}
+
+impl Drop for Begun<'_> {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
 /// The lists of one symbol, held by the publisher.
 pub(crate) struct SymbolLists {
     exact: Arc<WakeList>,
@@ -298,15 +314,10 @@ impl Interest {
             }
         }
         self.all.take_waiting(&mut wakers);
-        let batch = self.batch.get().filter(|_| !wakers.is_empty());
-        if let Some(batch) = batch {
-            batch.begin();
-        }
+        // Ended when dropped, so that a waker that panics cannot leave the batch begun.
+        let _batch = self.batch.get().filter(|_| !wakers.is_empty()).map(|batch| Begun::new(&**batch));
         for waker in wakers.drain(..) {
             waker.wake();
-        }
-        if let Some(batch) = batch {
-            batch.end();
         }
         WAKERS.set(wakers);
     }

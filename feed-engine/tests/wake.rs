@@ -234,3 +234,26 @@ fn a_wake_batch_brackets_each_publishs_wake_ups() {
     publish(&engine, "B:A", 1);
     assert_eq!(log.take(), Vec::<&str>::new(), "nobody waiting: no batch");
 }
+
+/// A waker that panics.
+struct Panicking;
+
+impl Wake for Panicking {
+    fn wake(self: Arc<Self>) {
+        panic!("a broken waker");
+    }
+}
+
+/// A waker that panics still leaves the batch ended: a batch left begun would hold on to
+/// what every later waker of its thread notes.
+#[test]
+fn a_panicking_waker_still_ends_the_batch() {
+    let engine = engine(16, 1024, SlowConsumer::Conflate);
+    let log = Arc::new(Log::default());
+    assert!(engine.set_wake_batch(Arc::clone(&log) as Arc<dyn WakeBatch>));
+    let sub = subscribed(&engine, "P:A");
+    assert!(!sub.poll_ready(&Waker::from(Arc::new(Panicking))));
+    let publishing = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| publish(&engine, "P:A", 1)));
+    assert!(publishing.is_err(), "the waker's panic goes to the publisher");
+    assert_eq!(log.take(), ["begin", "end"]);
+}

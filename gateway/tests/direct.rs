@@ -46,7 +46,13 @@ impl Expect {
 /// come only between its `subscribed` and `unsubscribed`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ops_racing_ticks_written_by_the_publisher_never_cut_into_them() {
-    race_ops_against_ticks(GatewayConfig::default()).await;
+    race_ops_against_ticks(GatewayConfig { io_uring: false, ..GatewayConfig::default() }).await;
+}
+
+/// The same race with each publish's wake-ups written together at its end (`--io-uring`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_racing_ticks_written_together_through_io_uring_never_cut_into_them() {
+    race_ops_against_ticks(GatewayConfig { io_uring: true, ..GatewayConfig::default() }).await;
 }
 
 /// The same race with the pacing window always open: ticks wait out the window with the
@@ -56,7 +62,8 @@ async fn ops_racing_ticks_written_by_the_publisher_never_cut_into_them() {
 async fn ops_racing_ticks_held_for_the_pacing_window_never_cut_into_them() {
     // A budget of one write a second makes any traffic "load", so the window is always on.
     let max_coalesce = Duration::from_millis(3);
-    race_ops_against_ticks(GatewayConfig { write_budget_per_s: 1, max_coalesce, ..GatewayConfig::default() }).await;
+    let config = GatewayConfig { write_budget_per_s: 1, max_coalesce, io_uring: false, ..GatewayConfig::default() };
+    race_ops_against_ticks(config).await;
 }
 
 /// The same with the held connections written through io_uring (see `ws::sends`).

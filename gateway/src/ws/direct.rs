@@ -9,8 +9,8 @@
 //! Here the engine's wake-up itself frames the ticks and writes them with one non-blocking
 //! `send`, while the ticks are still in the cache of the thread that published them.
 //! With `--io-uring` (see [`Batch`]) a wake-up only notes its connection, and when the
-//! publish has woken everyone the noted connections are written together, one system call
-//! for up to 64 of them (see `sends`).
+//! publish has woken everyone the noted connections are written together: one system call
+//! for up to 64 of them, or for fewer when their frames come to 32 KiB (see `sends`).
 //!
 //! Only in the one state where nothing else can touch the socket's output: the task is
 //! *parked*, waiting in its loop for ticks with nothing of its own to write and no pacing
@@ -26,8 +26,11 @@
 //! - the task takes it whenever it touches the subscriber, and clears `parked` first thing
 //!   whenever its loop wakes, before it writes anything;
 //! - the wake-up only tries it: a publisher never waits for a connection. When the lock is
-//!   held the holder is the task, or another wake-up, and either re-checks for ticks before
-//!   it lets go (the task before it sleeps, a wake-up after re-arming), so nothing is missed.
+//!   held the holder is the task, the flusher or another wake-up, and each re-checks for
+//!   ticks before it lets go (the task before it sleeps, the others after re-arming). A tick
+//!   published after that check, while the lock is still held, finds the slot armed, and its
+//!   wake-up finds the lock held: it leaves a note (`missed`) that the holder reads once it
+//!   has let go, and serves the wake-up then ([`Direct::let_go`]), so nothing is missed.
 //!
 //! The socket's file descriptor is used only while `parked` is set: the task, which owns the
 //! socket, clears it under the lock before closing it.
@@ -38,7 +41,10 @@
 use std::{
     cell::{Cell, RefCell},
     os::fd::RawFd,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError,
+    },
     task::{Wake, Waker},
     time::Duration,
 };
@@ -59,6 +65,8 @@ use crate::{
 /// What the task and the wake-ups share (see the module docs).
 pub(crate) struct Direct {
     inner: Mutex<Inner>,
+    /// A wake-up found the lock held (see the module docs and [`Direct::on_wake`]).
+    missed: AtomicBool,
     /// The plain TCP socket's descriptor (over TLS only the task can write).
     fd: RawFd,
     state: Arc<State>,
@@ -189,7 +197,7 @@ impl Direct {
         let last_write = Instant::now();
         let (parked, held, lagged, wrote, leftover, task) = (false, false, false, None, Vec::new(), None);
         let inner = Inner { subscriber, parked, held, lagged, last_write, wrote, leftover, task };
-        Arc::new(Self { inner: Mutex::new(inner), fd, state })
+        Arc::new(Self { inner: Mutex::new(inner), missed: AtomicBool::new(false), fd, state })
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -215,7 +223,34 @@ impl Direct {
             return true;
         }
         inner.parked = true;
+        self.let_go(inner);
         false
+    }
+
+    /// The lock for a wake-up, which never waits for it. Held, the holder may have made its
+    /// last check for ticks already (the slot this wake-up found armed was armed before that
+    /// check): the wake-up leaves it a note that it reads after letting go ([`Direct::let_go`]),
+    /// then tries once more, since the holder may have let go before the note was there. If
+    /// that fails too, whoever holds the lock now reads the note.
+    fn try_lock_or_note(&self) -> Option<MutexGuard<'_, Inner>> {
+        if let Ok(inner) = self.inner.try_lock() {
+            return Some(inner);
+        }
+        // SeqCst: pairs with `let_go`'s read after its unlock.
+        self.missed.store(true, Ordering::SeqCst);
+        let inner = self.inner.try_lock().ok()?;
+        self.missed.store(false, Ordering::SeqCst);
+        Some(inner)
+    }
+
+    /// Lets go of the lock after its holder's last check for ticks, then serves a wake-up
+    /// that found it held meanwhile (see [`Direct::try_lock_or_note`]).
+    fn let_go(self: &Arc<Self>, inner: MutexGuard<'_, Inner>) {
+        drop(inner);
+        // SeqCst: pairs with the wake-up's note and its second try (see `on_wake`).
+        if self.missed.swap(false, Ordering::SeqCst) {
+            self.on_wake();
+        }
     }
 
     /// Called by the task whenever its loop wakes, before it touches its output: no wake-up
@@ -242,8 +277,7 @@ impl Direct {
     /// The wake-up: writes what the subscriber has if the task is parked; otherwise, or when
     /// anything is left over, wakes the task.
     fn on_wake(self: &Arc<Self>) {
-        // Held: by the task, or another wake-up, and either re-checks before letting go.
-        let Ok(inner) = self.inner.try_lock() else { return };
+        let Some(inner) = self.try_lock_or_note() else { return };
         if !inner.parked {
             // The task is awake and checks the subscriber before it sleeps again.
             return;
@@ -280,8 +314,8 @@ impl Direct {
     /// The wake-ups of one publish, deferred to its end (see [`Batch`]): as [`Direct::on_wake`]
     /// for each, with their writes through `sends` at once.
     fn on_wakes(directs: &[Arc<Self>], sends: &mut Sends, buffers: &mut Vec<Vec<u8>>) {
-        // Tried only, as `on_wake` does: a holder re-checks for ticks before it lets go.
-        Self::serve_all(directs, sends, buffers, |direct| direct.inner.try_lock().ok());
+        // Tried only, as `on_wake` does.
+        Self::serve_all(directs, sends, buffers, |direct| direct.try_lock_or_note());
     }
 
     /// Serves each of `directs` whose lock `take` gets and whose task is parked, holding
@@ -352,6 +386,7 @@ impl Direct {
                 // Armed again with the lock held: a tick published from here on wakes this
                 // state again, and one that came before is seen by the check.
                 if !inner.subscriber.poll_ready(&Waker::from(Arc::clone(self))) {
+                    self.let_go(inner);
                     return;
                 }
             }
@@ -496,11 +531,16 @@ impl WakeBatch for Batch {
 
     fn end(&self) {
         // Taken out while they are served: a waker run meanwhile finds nothing borrowed.
-        let (directs, mut sends, mut buffers) = DEFERRED.with_borrow_mut(|deferred| {
+        let taken = DEFERRED.with_borrow_mut(|deferred| {
             deferred.collecting = false;
+            if deferred.directs.is_empty() {
+                // Woke only tasks (or SSE streams): nothing to write here.
+                return None;
+            }
             let sends = deferred.sends.take().unwrap_or_else(|| Sends::new(true, PER_SUBMISSION));
-            (std::mem::take(&mut deferred.directs), sends, std::mem::take(&mut deferred.buffers))
+            Some((std::mem::take(&mut deferred.directs), sends, std::mem::take(&mut deferred.buffers)))
         });
+        let Some((directs, mut sends, mut buffers)) = taken else { return };
         for chunk in directs.chunks(PER_SUBMISSION) {
             Direct::on_wakes(chunk, &mut sends, &mut buffers);
         }
@@ -678,6 +718,53 @@ mod tests {
             assert_eq!(frame[0], 0x81, "a text frame");
             let tick: serde_json::Value = serde_json::from_slice(&frame[2..read]).expect("one whole tick");
             assert_eq!((tick["symbol"].as_str(), tick["seq"].as_u64()), (Some("D:A"), Some(1)));
+            direct.release();
+        }
+    }
+
+    /// A tick whose wake-up finds the lock held, after the holder's last check for ticks, is
+    /// not stranded: the holder writes it when it lets go. Without the note it would wait
+    /// for the task's next wake (a heartbeat away), since the wake-up disarmed the slot.
+    #[test]
+    fn a_wake_up_that_finds_the_lock_held_is_served_when_the_holder_lets_go() {
+        use std::{
+            io::{ErrorKind, Read},
+            net::{TcpListener, TcpStream},
+            os::fd::AsRawFd,
+        };
+
+        use feed_engine::{Engine, EngineConfig, Quote, Resume, Selector};
+        use tokio_util::sync::CancellationToken;
+
+        use crate::config::GatewayConfig;
+
+        for io_uring in [false, true] {
+            let engine = Engine::new(EngineConfig::default());
+            let config = GatewayConfig { io_uring, ..GatewayConfig::default() };
+            let state = State::new(engine.clone(), config, CancellationToken::new());
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let mut client = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
+            let (server_side, _) = listener.accept().expect("accept");
+            server_side.set_nonblocking(true).expect("non-blocking");
+            client.set_nonblocking(true).expect("non-blocking");
+            let mut subscriber = engine.subscriber();
+            subscriber.subscribe(&Selector::parse_list("M:A").expect("valid"), Resume::Fresh);
+            let direct = Direct::new(subscriber, server_side.as_raw_fd(), Arc::clone(&state));
+            assert!(!direct.poll_ready(&Waker::from(Arc::new(NoTask))), "parked, the slot armed");
+
+            // A holder past its last check: the tick's wake-up finds the lock taken.
+            let holder = direct.lock();
+            engine.publish(&Quote { symbol: "M:A", price: 1.0, ..Quote::default() }).expect("published");
+            let mut frame = [0u8; 512];
+            let early = client.read(&mut frame).expect_err("nothing while the lock is held");
+            assert_eq!(early.kind(), ErrorKind::WouldBlock);
+
+            direct.let_go(holder);
+            client.set_nonblocking(false).expect("blocking");
+            client.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+            let read = client.read(&mut frame).expect("the tick, written as the holder let go");
+            let tick: serde_json::Value = serde_json::from_slice(&frame[2..read]).expect("one whole tick");
+            assert_eq!(tick["seq"], 1, "io_uring {io_uring}");
             direct.release();
         }
     }

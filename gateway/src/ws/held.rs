@@ -8,7 +8,9 @@
 //! (8.4–10.5 µs of CPU against 5.5 on a slow host's 1,000 dashboards), so the window bought
 //! back less CPU than it cost in latency. Here the connection stays parked, its ticks wait
 //! in the engine's ring, nothing wakes it for the ticks that follow, and when the window
-//! ends the flusher writes them all with one `send`, as a wake-up would have (see `direct`).
+//! ends the flusher writes them all in one write, as a wake-up would have (see `direct`), and
+//! the writes of connections whose windows end together go to the kernel together (see
+//! `sends`).
 //!
 //! The queue is ordered by when each window ends. An entry is a promise to look, not a
 //! claim on the socket: when it comes due the flusher takes the connection's lock and writes
@@ -40,7 +42,7 @@ pub(crate) struct Held {
 
 impl Held {
     /// Queues `direct` to be written at `due`, the end of its pacing window. The caller
-    /// queues a connection once until [`Direct::on_window_end`] takes it off.
+    /// queues a connection once until [`Direct::on_windows_end`] takes it off.
     pub(crate) fn hold(&self, due: Instant, direct: Arc<Direct>) {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         // Windows are the same length for every connection, so a new entry is mostly due

@@ -32,7 +32,7 @@ static REFUSED: AtomicBool = AtomicBool::new(false);
 /// One write: the socket and the bytes for it.
 pub(crate) type Write<'a> = (RawFd, &'a [u8]);
 
-/// See the module docs; one per flusher.
+/// See the module docs; one per flusher and one per publishing thread.
 pub(crate) struct Sends {
     /// `None`: one `send` per write.
     ring: Option<IoUring>,
@@ -78,11 +78,19 @@ impl Sends {
         if let Some(ring) = &mut self.ring {
             match submit(ring, writes, written) {
                 Ok(()) => return,
-                Err(error) => {
-                    // The kernel refused the whole submission (it took no send of it): every
-                    // write is still to do, and later ones go without the ring.
+                Err(Failed::Refused(error)) => {
+                    // The kernel took no send of it: every write is still to do, and later
+                    // ones go without the ring.
                     warn!(%error, "io_uring submission refused: this thread writes with one send each from now on");
                     self.ring = None;
+                }
+                Err(Failed::Missing(Missing { error, reaped })) => {
+                    // Sends whose results never came are counted as not written. The ring is
+                    // dropped with them, so nothing of this call can come back in a later one.
+                    let missing = writes.len() - reaped;
+                    warn!(%error, missing, "io_uring completions missing: this thread writes with one send each from now on");
+                    self.ring = None;
+                    return;
                 }
             }
         }
@@ -101,8 +109,29 @@ fn new_ring(entries: usize) -> io::Result<IoUring> {
 /// How often waiting for completions may fail before the missing ones are given up.
 const MAX_FAILED_WAITS: u32 = 100;
 
-/// The ring's half of [`Sends::send_all`]. An error means no send was taken.
-fn submit(ring: &mut IoUring, writes: &[Write<'_>], written: &mut [usize]) -> io::Result<()> {
+/// How the ring's half of [`Sends::send_all`] failed.
+enum Failed {
+    /// The kernel took no send.
+    Refused(io::Error),
+    /// It took them, but not every completion came back.
+    Missing(Missing),
+}
+
+/// See [`Failed::Missing`].
+struct Missing {
+    error: io::Error,
+    /// How many did.
+    reaped: usize,
+}
+
+impl From<Missing> for Failed {
+    fn from(missing: Missing) -> Self {
+        Self::Missing(missing)
+    }
+}
+
+/// The ring's half of [`Sends::send_all`].
+fn submit(ring: &mut IoUring, writes: &[Write<'_>], written: &mut [usize]) -> Result<(), Failed> {
     let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
     {
         let mut queue = ring.submission();
@@ -110,7 +139,8 @@ fn submit(ring: &mut IoUring, writes: &[Write<'_>], written: &mut [usize]) -> io
             let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
             let entry = opcode::Send::new(types::Fd(fd), bytes.as_ptr(), len).flags(flags).build().user_data(i as u64);
             // SAFETY: `fd` is an open socket and `bytes` stay borrowed until every completion
-            // is reaped below, before this function returns.
+            // is reaped below, before this function returns; if some never come, the caller
+            // drops the ring, and the kernel's references with it, before the borrow ends.
             unsafe { queue.push(&entry) }.expect("the ring holds `most` entries and is empty between calls");
         }
     }
@@ -122,14 +152,13 @@ fn submit(ring: &mut IoUring, writes: &[Write<'_>], written: &mut [usize]) -> io
             Ok(_) => submitted = true,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             // Nothing was taken: the caller sends them itself. The entries go with the ring.
-            Err(error) if !submitted => return Err(error),
+            Err(error) if !submitted => return Err(Failed::Refused(error)),
             // Submitted, each send has its completion already (non-blocking, done at once):
-            // reap what is there. Never seen; bounded so that it cannot hang the flusher.
+            // reap what is there. Never seen; bounded so that it cannot hang the writer.
             Err(error) => {
                 failed_waits += 1;
                 if failed_waits > MAX_FAILED_WAITS {
-                    warn!(%error, missing = writes.len() - reaped, "io_uring completions missing: counted as not written");
-                    break;
+                    return Err(Missing { error, reaped }.into());
                 }
             }
         }
@@ -194,8 +223,10 @@ mod tests {
         bytes
     }
 
+    /// Whether this process may make a ring at all (a kernel setting or a seccomp profile
+    /// may refuse it).
     fn io_uring_allowed() -> bool {
-        std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").map_or(true, |value| value.trim() == "0")
+        IoUring::new(2).is_ok()
     }
 
     /// Through the ring or one `send` each, every socket gets its own bytes and each count
@@ -204,7 +235,7 @@ mod tests {
     fn each_socket_gets_its_own_bytes_with_or_without_the_ring() {
         for use_ring in [true, false] {
             let mut sends = Sends::new(use_ring, 8);
-            assert_eq!(sends.uses_ring(), use_ring && io_uring_allowed(), "where the kernel allows it");
+            assert_eq!(sends.uses_ring(), use_ring && io_uring_allowed(), "the ring, where the kernel allows one");
             let mut pairs = pairs(5);
             let messages: Vec<Vec<u8>> = (0..5).map(|i| format!("message {i} ").repeat(i + 1).into_bytes()).collect();
             let writes: Vec<Write<'_>> =
