@@ -367,11 +367,8 @@ impl Direct {
         if ready.is_empty() {
             return;
         }
-        let writes: Vec<_> = ready.iter().map(|ready| (ready.direct.fd, &ready.out[..])).collect();
-        let mut written = Vec::with_capacity(writes.len());
-        sends.send_all(&writes, &mut written);
-        drop(writes);
-        for (Ready { direct, mut inner, mut out, pending }, bytes) in ready.drain(..).zip(written) {
+        let written = sends.send_all(ready.iter().map(|ready| (ready.direct.fd, &ready.out[..])));
+        for (Ready { direct, mut inner, mut out, pending }, &bytes) in ready.drain(..).zip(written) {
             let written = direct.finish(&mut inner, &mut out, pending, bytes);
             give_back_to(buffers, out);
             direct.settle(inner, written);
@@ -658,9 +655,39 @@ pub(crate) fn frame_ticks(subscriber: &mut Subscriber, out: &mut Vec<u8>, epoch:
     (frames, drained)
 }
 
+/// For tests: a connection over loopback to `listener`, its server end (non-blocking, to be
+/// kept open while the `Direct` writes to it) with a `Direct` subscribed to `selectors`, not
+/// yet parked; and the client's end.
+#[cfg(test)]
+pub(crate) fn loopback(
+    listener: &std::net::TcpListener,
+    state: &Arc<State>,
+    selectors: &str,
+) -> (std::net::TcpStream, std::net::TcpStream, Arc<Direct>) {
+    use std::os::fd::AsRawFd;
+
+    let client = std::net::TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
+    let (server_side, _) = listener.accept().expect("accept");
+    server_side.set_nonblocking(true).expect("non-blocking");
+    let mut subscriber = state.engine.subscriber();
+    let selectors = feed_engine::Selector::parse_list(selectors).expect("valid");
+    subscriber.subscribe(&selectors, feed_engine::Resume::Fresh);
+    let direct = Direct::new(subscriber, server_side.as_raw_fd(), Arc::clone(state));
+    (client, server_side, direct)
+}
+
 #[cfg(test)]
 mod tests {
+    use std::{
+        io::{ErrorKind, Read},
+        net::TcpListener,
+    };
+
+    use feed_engine::{Engine, EngineConfig, Quote};
+    use tokio_util::sync::CancellationToken;
+
     use super::*;
+    use crate::config::GatewayConfig;
 
     #[test]
     fn a_thread_writes_for_wake_ups_half_of_each_period_at_most() {
@@ -679,30 +706,14 @@ mod tests {
     /// nothing is left noted.
     #[test]
     fn a_publishs_wake_ups_are_written_together_when_it_is_done_waking() {
-        use std::{
-            io::Read,
-            net::{TcpListener, TcpStream},
-            os::fd::AsRawFd,
-        };
-
-        use feed_engine::{Engine, EngineConfig, Quote, Resume, Selector};
-        use tokio_util::sync::CancellationToken;
-
-        use crate::config::GatewayConfig;
-
         let engine = Engine::new(EngineConfig::default());
         let config = GatewayConfig { io_uring: true, ..GatewayConfig::default() };
         let state = State::new(engine.clone(), config, CancellationToken::new());
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let mut connections = Vec::new();
         for _ in 0..3 {
-            let client = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
-            let (server_side, _) = listener.accept().expect("accept");
-            server_side.set_nonblocking(true).expect("non-blocking");
+            let (client, server_side, direct) = loopback(&listener, &state, "D:A");
             client.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-            let mut subscriber = engine.subscriber();
-            subscriber.subscribe(&Selector::parse_list("D:A").expect("valid"), Resume::Fresh);
-            let direct = Direct::new(subscriber, server_side.as_raw_fd(), Arc::clone(&state));
             let task = Waker::from(Arc::new(NoTask));
             assert!(!direct.poll_ready(&task), "parked");
             connections.push((client, server_side, direct));
@@ -727,29 +738,13 @@ mod tests {
     /// for the task's next wake (a heartbeat away), since the wake-up disarmed the slot.
     #[test]
     fn a_wake_up_that_finds_the_lock_held_is_served_when_the_holder_lets_go() {
-        use std::{
-            io::{ErrorKind, Read},
-            net::{TcpListener, TcpStream},
-            os::fd::AsRawFd,
-        };
-
-        use feed_engine::{Engine, EngineConfig, Quote, Resume, Selector};
-        use tokio_util::sync::CancellationToken;
-
-        use crate::config::GatewayConfig;
-
         for io_uring in [false, true] {
             let engine = Engine::new(EngineConfig::default());
             let config = GatewayConfig { io_uring, ..GatewayConfig::default() };
             let state = State::new(engine.clone(), config, CancellationToken::new());
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let mut client = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
-            let (server_side, _) = listener.accept().expect("accept");
-            server_side.set_nonblocking(true).expect("non-blocking");
+            let (mut client, _server_side, direct) = loopback(&listener, &state, "M:A");
             client.set_nonblocking(true).expect("non-blocking");
-            let mut subscriber = engine.subscriber();
-            subscriber.subscribe(&Selector::parse_list("M:A").expect("valid"), Resume::Fresh);
-            let direct = Direct::new(subscriber, server_side.as_raw_fd(), Arc::clone(&state));
             assert!(!direct.poll_ready(&Waker::from(Arc::new(NoTask))), "parked, the slot armed");
 
             // A holder past its last check: the tick's wake-up finds the lock taken.

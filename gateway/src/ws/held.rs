@@ -160,7 +160,7 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::{config::GatewayConfig, pacing::Seen};
+    use crate::{config::GatewayConfig, pacing::Seen, ws::direct::loopback};
 
     #[derive(Default)]
     struct CountingWaker(AtomicUsize);
@@ -255,12 +255,7 @@ mod tests {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
             let mut connections = Vec::new();
             for symbol in ["H:A", "H:B", "H:C"] {
-                let client = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
-                let (server_side, _) = listener.accept().expect("accept");
-                server_side.set_nonblocking(true).expect("non-blocking");
-                let mut subscriber = engine.subscriber();
-                subscriber.subscribe(&Selector::parse_list(symbol).expect("valid"), Resume::Fresh);
-                let direct = Direct::new(subscriber, server_side.as_raw_fd(), Arc::clone(&state));
+                let (client, server_side, direct) = loopback(&listener, &state, symbol);
                 let task = Arc::new(CountingWaker::default());
                 assert!(!direct.poll_ready(&Waker::from(Arc::clone(&task))));
                 connections.push((client, server_side, direct, task));
@@ -269,8 +264,8 @@ mod tests {
             let junk = vec![0u8; 64 * 1024];
             let mut filled = 0;
             loop {
-                let mut written = Vec::new();
-                Sends::new(false, 1).send_all(&[(connections[2].1.as_raw_fd(), &junk[..])], &mut written);
+                let full = [(connections[2].1.as_raw_fd(), &junk[..])];
+                let written = Sends::new(false, 1).send_all(full.iter().copied()).to_vec();
                 if written[0] == 0 {
                     break;
                 }

@@ -38,6 +38,8 @@ pub(crate) struct Sends {
     ring: Option<IoUring>,
     /// Most writes per call of [`Sends::send_all`] (the ring's size).
     most: usize,
+    /// What the last call's sockets took, kept so that a call allocates nothing.
+    written: Vec<usize>,
 }
 
 impl Sends {
@@ -53,7 +55,7 @@ impl Sends {
                 None
             }
         });
-        Self { ring, most }
+        Self { ring, most, written: Vec::with_capacity(most) }
     }
 
     /// Whether writes go through io_uring.
@@ -62,22 +64,23 @@ impl Sends {
         self.ring.is_some()
     }
 
-    /// Sends each write without waiting; `written[i]` becomes how many bytes the socket of
-    /// `writes[i]` took (0 when it took none or failed: the connection's task meets the error
-    /// on its own next write).
+    /// Sends each write without waiting; returns how many bytes each socket took, in order
+    /// (0 when it took none or failed: the connection's task meets the error on its own next
+    /// write). The writes are walked twice at most (again if the kernel refuses the ring).
     ///
     /// # Panics
     /// When given more than `most` writes (a caller's bug).
-    pub(crate) fn send_all(&mut self, writes: &[Write<'_>], written: &mut Vec<usize>) {
-        assert!(writes.len() <= self.most, "{} writes for a ring of {}", writes.len(), self.most);
-        written.clear();
-        written.resize(writes.len(), 0);
-        if writes.is_empty() {
-            return;
+    pub(crate) fn send_all<'a>(&mut self, writes: impl Iterator<Item = Write<'a>> + Clone) -> &[usize] {
+        let count = writes.clone().count();
+        assert!(count <= self.most, "{count} writes for a ring of {}", self.most);
+        self.written.clear();
+        self.written.resize(count, 0);
+        if count == 0 {
+            return &self.written;
         }
         if let Some(ring) = &mut self.ring {
-            match submit(ring, writes, written) {
-                Ok(()) => return,
+            match submit(ring, writes.clone(), count, &mut self.written) {
+                Ok(()) => return &self.written,
                 Err(Failed::Refused(error)) => {
                     // The kernel took no send of it: every write is still to do, and later
                     // ones go without the ring.
@@ -87,16 +90,17 @@ impl Sends {
                 Err(Failed::Missing(Missing { error, reaped })) => {
                     // Sends whose results never came are counted as not written. The ring is
                     // dropped with them, so nothing of this call can come back in a later one.
-                    let missing = writes.len() - reaped;
+                    let missing = count - reaped;
                     warn!(%error, missing, "io_uring completions missing: this thread writes with one send each from now on");
                     self.ring = None;
-                    return;
+                    return &self.written;
                 }
             }
         }
-        for (slot, &(fd, bytes)) in written.iter_mut().zip(writes) {
+        for (slot, (fd, bytes)) in self.written.iter_mut().zip(writes) {
             *slot = send(fd, bytes);
         }
+        &self.written
     }
 }
 
@@ -131,11 +135,16 @@ impl From<Missing> for Failed {
 }
 
 /// The ring's half of [`Sends::send_all`].
-fn submit(ring: &mut IoUring, writes: &[Write<'_>], written: &mut [usize]) -> Result<(), Failed> {
+fn submit<'a>(
+    ring: &mut IoUring,
+    writes: impl Iterator<Item = Write<'a>>,
+    count: usize,
+    written: &mut [usize],
+) -> Result<(), Failed> {
     let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
     {
         let mut queue = ring.submission();
-        for (i, &(fd, bytes)) in writes.iter().enumerate() {
+        for (i, (fd, bytes)) in writes.enumerate() {
             let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
             let entry = opcode::Send::new(types::Fd(fd), bytes.as_ptr(), len).flags(flags).build().user_data(i as u64);
             // SAFETY: `fd` is an open socket and `bytes` stay borrowed until every completion
@@ -147,8 +156,8 @@ fn submit(ring: &mut IoUring, writes: &[Write<'_>], written: &mut [usize]) -> Re
     let mut reaped = 0;
     let mut submitted = false;
     let mut failed_waits = 0;
-    while reaped < writes.len() {
-        match ring.submit_and_wait(writes.len() - reaped) {
+    while reaped < count {
+        match ring.submit_and_wait(count - reaped) {
             Ok(_) => submitted = true,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             // Nothing was taken: the caller sends them itself. The entries go with the ring.
@@ -240,8 +249,7 @@ mod tests {
             let messages: Vec<Vec<u8>> = (0..5).map(|i| format!("message {i} ").repeat(i + 1).into_bytes()).collect();
             let writes: Vec<Write<'_>> =
                 pairs.iter().zip(&messages).map(|((server, _), message)| (server.as_raw_fd(), &message[..])).collect();
-            let mut written = Vec::new();
-            sends.send_all(&writes, &mut written);
+            let written = sends.send_all(writes.iter().copied()).to_vec();
             let lens: Vec<usize> = messages.iter().map(Vec::len).collect();
             assert_eq!(written, lens, "ring {use_ring}");
             for ((_, client), message) in pairs.iter_mut().zip(&messages) {
@@ -261,16 +269,14 @@ mod tests {
             let block = vec![7u8; 64 * 1024];
             let mut filled = 0;
             loop {
-                let mut written = Vec::new();
-                sends.send_all(&[(pairs[0].0.as_raw_fd(), &block[..])], &mut written);
+                let written = sends.send_all([(pairs[0].0.as_raw_fd(), &block[..])].iter().copied()).to_vec();
                 if written[0] == 0 {
                     break;
                 }
                 filled += written[0];
             }
             let writes = [(pairs[0].0.as_raw_fd(), &b"more"[..]), (pairs[1].0.as_raw_fd(), &b"beside"[..])];
-            let mut written = Vec::new();
-            sends.send_all(&writes, &mut written);
+            let written = sends.send_all(writes.iter().copied()).to_vec();
             assert_eq!(written, [0, 6], "ring {use_ring}: the full socket took nothing");
             assert_eq!(read_exactly(&mut pairs[1].1, 6), b"beside");
             assert!(read_exactly(&mut pairs[0].1, filled).iter().all(|&byte| byte == 7), "what it took, whole");
@@ -294,14 +300,15 @@ mod tests {
             // The first write after the peer closed may be taken; the one after fails.
             let mut written = Vec::new();
             for _ in 0..50 {
-                sends.send_all(&[(fd, &b"into the void"[..])], &mut written);
+                written = sends.send_all([(fd, &b"into the void"[..])].iter().copied()).to_vec();
                 if written[0] == 0 {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
             assert_eq!(written, [0], "ring {use_ring}: the dead socket takes nothing");
-            sends.send_all(&[(fd, &b"again"[..]), (pairs[1].0.as_raw_fd(), &b"alive"[..])], &mut written);
+            let writes = [(fd, &b"again"[..]), (pairs[1].0.as_raw_fd(), &b"alive"[..])];
+            written = sends.send_all(writes.iter().copied()).to_vec();
             assert_eq!(written, [0, 5], "ring {use_ring}");
             assert_eq!(read_exactly(&mut pairs[1].1, 5), b"alive");
         }
