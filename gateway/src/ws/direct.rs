@@ -518,12 +518,15 @@ fn defer(direct: &Arc<Direct>) -> bool {
 
 /// With `--io-uring`, the engine's [`WakeBatch`]: a publish's wake-ups only note the
 /// connections they would write, and at its end their writes go out together, up to
-/// [`PER_SUBMISSION`] per io_uring submission (see `sends`), on the publishing thread.
+/// [`PER_SUBMISSION`] per io_uring submission (see `sends`), on the publishing thread. Once
+/// the kernel has refused that thread a ring, its wake-ups write at once instead.
 pub(crate) struct Batch;
 
 impl WakeBatch for Batch {
     fn begin(&self) {
-        DEFERRED.with_borrow_mut(|deferred| deferred.collecting = true);
+        // Where the kernel refused this thread a ring, each wake-up is written at once, one
+        // `send` each: deferring them would only make the first wait for the others.
+        DEFERRED.with_borrow_mut(|deferred| deferred.collecting = deferred.sends.as_ref().is_none_or(Sends::uses_ring));
     }
 
     fn end(&self) {
@@ -730,6 +733,27 @@ mod tests {
             let tick: serde_json::Value = serde_json::from_slice(&frame[2..read]).expect("one whole tick");
             assert_eq!((tick["symbol"].as_str(), tick["seq"].as_u64()), (Some("D:A"), Some(1)));
             direct.release();
+        }
+    }
+
+    /// Once this thread's ring is refused (or dropped), a publish's wake-ups are no longer
+    /// noted for its end: each is written at once, as without `--io-uring`.
+    #[test]
+    fn without_a_ring_wake_ups_are_not_deferred() {
+        let engine = Engine::new(EngineConfig::default());
+        let config = GatewayConfig { io_uring: true, ..GatewayConfig::default() };
+        let state = State::new(engine.clone(), config, CancellationToken::new());
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let (_client, _server_side, direct) = loopback(&listener, &state, "R:A");
+        for (sends, deferred) in [(Sends::new(false, PER_SUBMISSION), false), (Sends::new(true, PER_SUBMISSION), true)] {
+            if deferred && !sends.uses_ring() {
+                continue; // This kernel refuses rings: only the first case applies.
+            }
+            DEFERRED.with_borrow_mut(|noted| noted.sends = Some(sends));
+            Batch.begin();
+            assert_eq!(defer(&direct), deferred);
+            DEFERRED.with_borrow_mut(|noted| noted.directs.clear());
+            Batch.end();
         }
     }
 

@@ -58,8 +58,8 @@ impl Sends {
         Self { ring, most, written: Vec::with_capacity(most) }
     }
 
-    /// Whether writes go through io_uring.
-    #[cfg(test)]
+    /// Whether writes go through io_uring: false once the kernel refused the ring or it was
+    /// dropped.
     pub(crate) fn uses_ring(&self) -> bool {
         self.ring.is_some()
     }
