@@ -54,7 +54,7 @@ use tokio::time::Instant;
 
 use super::{
     sends::{send, Sends},
-    session::{give_back, BATCH_BYTES, KEEP_BYTES, SPARE},
+    session::{empty, give_back, BATCH_BYTES, SPARE},
 };
 use crate::{
     frame::{self, Opcode},
@@ -573,8 +573,7 @@ struct Pending {
 /// Keeps an emptied buffer for the flusher's next turn, as [`give_back`] does for a thread.
 fn give_back_to(buffers: &mut Vec<Vec<u8>>, mut out: Vec<u8>) {
     if out.capacity() > 0 {
-        out.clear();
-        out.shrink_to(KEEP_BYTES);
+        empty(&mut out);
         buffers.push(out);
     }
 }
@@ -709,10 +708,7 @@ mod tests {
     /// nothing is left noted.
     #[test]
     fn a_publishs_wake_ups_are_written_together_when_it_is_done_waking() {
-        let engine = Engine::new(EngineConfig::default());
-        let config = GatewayConfig { io_uring: true, ..GatewayConfig::default() };
-        let state = State::new(engine.clone(), config, CancellationToken::new());
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let (engine, state, listener) = served(true);
         let mut connections = Vec::new();
         for _ in 0..3 {
             let (client, server_side, direct) = loopback(&listener, &state, "D:A");
@@ -740,10 +736,7 @@ mod tests {
     /// noted for its end: each is written at once, as without `--io-uring`.
     #[test]
     fn without_a_ring_wake_ups_are_not_deferred() {
-        let engine = Engine::new(EngineConfig::default());
-        let config = GatewayConfig { io_uring: true, ..GatewayConfig::default() };
-        let state = State::new(engine.clone(), config, CancellationToken::new());
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let (_engine, state, listener) = served(true);
         let (_client, _server_side, direct) = loopback(&listener, &state, "R:A");
         for (sends, deferred) in [(Sends::new(false, PER_SUBMISSION), false), (Sends::new(true, PER_SUBMISSION), true)] {
             if deferred && !sends.uses_ring() {
@@ -763,10 +756,7 @@ mod tests {
     #[test]
     fn a_wake_up_that_finds_the_lock_held_is_served_when_the_holder_lets_go() {
         for io_uring in [false, true] {
-            let engine = Engine::new(EngineConfig::default());
-            let config = GatewayConfig { io_uring, ..GatewayConfig::default() };
-            let state = State::new(engine.clone(), config, CancellationToken::new());
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let (engine, state, listener) = served(io_uring);
             let (mut client, _server_side, direct) = loopback(&listener, &state, "M:A");
             client.set_nonblocking(true).expect("non-blocking");
             assert!(!direct.poll_ready(&Waker::from(Arc::new(NoTask))), "parked, the slot armed");
@@ -786,6 +776,15 @@ mod tests {
             assert_eq!(tick["seq"], 1, "io_uring {io_uring}");
             direct.release();
         }
+    }
+
+    /// An engine, a server's state over it with `--io-uring` on or off, and a listener for
+    /// [`loopback`] connections.
+    fn served(io_uring: bool) -> (Engine, Arc<State>, TcpListener) {
+        let engine = Engine::new(EngineConfig::default());
+        let config = GatewayConfig { io_uring, ..GatewayConfig::default() };
+        let state = State::new(engine.clone(), config, CancellationToken::new());
+        (engine, state, TcpListener::bind("127.0.0.1:0").expect("bind"))
     }
 
     /// A task that must not be needed.

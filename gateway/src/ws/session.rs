@@ -57,7 +57,7 @@ use crate::{
 /// one frame that may overshoot it the buffer's capacity stays at 64 KiB.
 pub(super) const BATCH_BYTES: usize = 63 * 1024;
 /// Capacity kept after a write; a larger buffer (one huge reply) is shrunk back.
-pub(super) const KEEP_BYTES: usize = 64 * 1024;
+const KEEP_BYTES: usize = 64 * 1024;
 /// How often a blocked write checks whether the subscriber fell off the engine's ring
 /// (`--slow-consumer disconnect`).
 const LAG_CHECK: Duration = Duration::from_millis(100);
@@ -80,14 +80,20 @@ thread_local! {
 /// connection it serves; if the thread has one already, the larger one is kept and the
 /// other freed.
 pub(super) fn give_back(mut out: Vec<u8>) {
-    out.clear();
-    if out.capacity() > KEEP_BYTES {
-        out.shrink_to(KEEP_BYTES);
-    }
+    empty(&mut out);
     SPARE.with(|spare| {
         let other = spare.take();
         spare.set(if out.capacity() >= other.capacity() { out } else { other });
     });
+}
+
+/// Empties a written output buffer for reuse, shrunk back to [`KEEP_BYTES`] if one huge
+/// write grew it.
+pub(super) fn empty(out: &mut Vec<u8>) {
+    out.clear();
+    if out.capacity() > KEEP_BYTES {
+        out.shrink_to(KEEP_BYTES);
+    }
 }
 
 /// What was asked for in the `/ws` query string.
